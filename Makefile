@@ -1,0 +1,49 @@
+# Two commands that work on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint typecheck tox bench clean
+
+$(VENV)/.demo-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	cd example_project && ../$(PY) manage.py migrate --noinput
+	cd example_project && ../$(PY) manage.py ensure_demo_admin
+	@echo
+	@echo "  Receiver:  http://127.0.0.1:8000/webhooks/klarefi/"
+	@echo "  Admin:     http://127.0.0.1:8000/admin/  (user admin, password admin; demo only)"
+	@echo "  Send a signed test event from another terminal:"
+	@echo "      .venv/bin/python example_project/send_event.py"
+	@echo "  or: cd example_project && ../.venv/bin/python manage.py klarefi_send_test_event case.completed"
+	@echo
+	cd example_project && ../$(PY) manage.py runserver 127.0.0.1:8000
+
+test: $(VENV)/.test-installed
+	scripts/test.sh
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.test-installed
+	$(VENV)/bin/mypy django_klarefi
+
+tox: $(VENV)/.test-installed
+	PYENV_VERSION=3.11.7:3.12.1:3.13.0 $(VENV)/bin/tox
+
+bench: $(VENV)/.test-installed
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .tox build dist *.egg-info .artifacts

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class KlarefiConfig(AppConfig):
+    name = "django_klarefi"
+    verbose_name = _("Klarefi")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django_klarefi import checks  # noqa: F401  (registers the system checks)

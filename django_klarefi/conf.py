@@ -1,0 +1,76 @@
+"""django-klarefi's settings, read on every access so ``override_settings`` just works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULT_TOLERANCE = 300
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+PROCESSING_MODES = ("sync", "task")
+
+
+class Settings:
+    """Typed access to the ``KLAREFI_*`` settings, with their defaults.
+
+    Values are returned as configured; :mod:`django_klarefi.checks` reports bad ones.
+    """
+
+    @property
+    def WEBHOOK_SECRET(self) -> Any:
+        """``KLAREFI_WEBHOOK_SECRET``: a string, or a list/tuple of strings (rotation)."""
+        return getattr(settings, "KLAREFI_WEBHOOK_SECRET", None)
+
+    @property
+    def WEBHOOK_SECRETS(self) -> tuple[str, ...]:
+        """Every configured secret, first one first; empty when none is set."""
+        value = self.WEBHOOK_SECRET
+        if isinstance(value, str):
+            return (value,) if value else ()
+        if isinstance(value, list | tuple):
+            return tuple(secret for secret in value if isinstance(secret, str) and secret)
+        return ()
+
+    @property
+    def WEBHOOK_TOLERANCE(self) -> int:
+        """``KLAREFI_WEBHOOK_TOLERANCE``: seconds a signature's ``t`` may be off. Default 300."""
+        return getattr(settings, "KLAREFI_WEBHOOK_TOLERANCE", DEFAULT_TOLERANCE)  # type: ignore[no-any-return]
+
+    @property
+    def MAX_BODY_BYTES(self) -> int:
+        """``KLAREFI_MAX_BODY_BYTES``: larger bodies get 413 unread. Default 1 MiB."""
+        return getattr(settings, "KLAREFI_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)  # type: ignore[no-any-return]
+
+    @property
+    def PROCESSING(self) -> str:
+        """``KLAREFI_PROCESSING``: ``"sync"`` (default) or ``"task"``."""
+        return getattr(settings, "KLAREFI_PROCESSING", "sync")  # type: ignore[no-any-return]
+
+    @property
+    def TASK_BACKEND(self) -> str | None:
+        """``KLAREFI_TASK_BACKEND``: the ``TASKS`` alias to enqueue on; None for the default."""
+        return getattr(settings, "KLAREFI_TASK_BACKEND", None)
+
+    @property
+    def TASK_QUEUE(self) -> str | None:
+        """``KLAREFI_TASK_QUEUE``: the queue name; None for the backend's default."""
+        return getattr(settings, "KLAREFI_TASK_QUEUE", None)
+
+    @property
+    def EVENT_RETENTION(self) -> str | None:
+        """``KLAREFI_EVENT_RETENTION``: default ``--older-than`` of ``klarefi_prune_events``."""
+        return getattr(settings, "KLAREFI_EVENT_RETENTION", None)
+
+    @property
+    def API_BASE_URL(self) -> str:
+        """``KLAREFI_API_BASE_URL``: Klarefi's API, for ``klarefi_send_test_event --via-api``."""
+        return getattr(settings, "KLAREFI_API_BASE_URL", "https://api.klarefi.com")  # type: ignore[no-any-return]
+
+    @property
+    def API_KEY(self) -> str | None:
+        """``KLAREFI_API_KEY``: the API key (``sk_...``) for ``--via-api``."""
+        return getattr(settings, "KLAREFI_API_KEY", None)
+
+
+conf = Settings()

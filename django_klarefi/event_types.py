@@ -1,0 +1,22 @@
+"""The event types Klarefi documents: the one list that signals, samples and docs derive from."""
+
+from __future__ import annotations
+
+# Type string -> description, in the order of Klarefi's webhook page. "case.completed" is not in
+# the page's table, but its SDK samples switch on it, so it is treated as documented too.
+EVENT_TYPES: dict[str, str] = {
+    "session.created": "New intake session created",
+    "document.uploaded": "Document uploaded to a session",
+    "document.processed": "Document extraction completed",
+    "skill.resolved": "A skill extraction reached a decision",
+    "skill.needs_review": "A skill extraction needs human review",
+    "session.complete": "All required skills resolved",
+    "session.submitted_incomplete": "Session submitted without full resolution",
+    "session.expired": "Session TTL expired",
+    "case.completed": "Processing of a case completed",
+}
+
+
+def signal_name(event_type: str) -> str:
+    """The name of a type's signal in :mod:`django_klarefi.signals`: dots become underscores."""
+    return event_type.replace(".", "_")

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from django_klarefi.models import Event
+from django_klarefi.signals import EVENT_SIGNALS, event_received
+from tests.testapp.models import HandlerRecord
+
+SECRET = "whsec_test_secret_do_not_leak_7f3a"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # PostgreSQL-only tests are deselected on the SQLite pass, not skipped: the PostgreSQL
+    # pass runs them, and KLAREFI_REQUIRE_POSTGRES makes that pass mandatory in CI.
+    if os.environ.get("KLAREFI_TEST_DB") == "postgres":
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("postgres") else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+@dataclass
+class Handlers:
+    """Receivers connected for one test: they record each call, in memory and in the DB."""
+
+    calls: list[tuple[str, Event]] = field(default_factory=list)
+    fail_with: BaseException | None = None
+    on_call: Callable[[Event], Any] | None = None
+
+    def receiver(self, name: str) -> Callable[..., None]:
+        def receive(sender: type[Event], event: Event, **kwargs: Any) -> None:
+            assert sender is Event
+            self.calls.append((name, event))
+            HandlerRecord.objects.create(event_id=event.event_id, handler=name)
+            if self.on_call is not None:
+                self.on_call(event)
+            if self.fail_with is not None:
+                raise self.fail_with
+
+        return receive
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+@pytest.fixture
+def handlers() -> Iterator[Handlers]:
+    recorder = Handlers()
+    typed = recorder.receiver("typed")
+    catch_all = recorder.receiver("event_received")
+    for signal in EVENT_SIGNALS.values():
+        signal.connect(typed, dispatch_uid="tests-typed")
+    event_received.connect(catch_all, dispatch_uid="tests-catch-all")
+    yield recorder
+    for signal in EVENT_SIGNALS.values():
+        signal.disconnect(dispatch_uid="tests-typed")
+    event_received.disconnect(dispatch_uid="tests-catch-all")
+
+
+@pytest.fixture
+def csrf_client() -> Client:
+    """A client that enforces CSRF like a real browser request would be checked."""
+    return Client(enforce_csrf_checks=True)

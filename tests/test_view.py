@@ -1,0 +1,293 @@
+"""The receiver, row by row of the README's status code table (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from django_klarefi.models import Event
+from django_klarefi.testing import encode_event, post_event, signature_header
+from tests.conftest import SECRET
+from tests.testapp.models import HandlerRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/webhooks/klarefi/"
+
+
+def case_completed(**extra):
+    return {"id": "evt_1", "event": "case.completed", "case_id": "case_1", "data": {"ok": True}, **extra}
+
+
+def test_url_is_reversible():
+    assert reverse("django_klarefi:webhook") == URL
+
+
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_other_methods_get_405(client, handlers, method):
+    response = getattr(client, method)(URL)
+    assert response.status_code == 405
+    assert "POST" in response["Allow"]
+    assert Event.objects.count() == 0
+    assert handlers.calls == []
+
+
+def test_options_answers_for_url_checks(client):
+    response = client.options(URL)
+    assert response.status_code == 200
+    assert "POST" in response["Allow"]
+
+
+@pytest.mark.parametrize(
+    ("signature", "reason"),
+    [
+        (None, "missing_signature_header"),
+        ("nonsense", "malformed_signature_header"),
+        ("t=1704067200", "no_v1_signature"),
+    ],
+)
+def test_bad_headers_get_401(client, handlers, signature, reason, caplog):
+    body = encode_event(case_completed())
+    headers = {} if signature is None else {"X-Klarefi-Signature": signature}
+    with caplog.at_level(logging.WARNING, logger="django_klarefi"):
+        response = client.post(URL, body, content_type="application/json", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == reason
+    assert Event.objects.count() == 0
+    assert handlers.calls == []
+    [record] = [r for r in caplog.records if r.name == "django_klarefi"]
+    assert record.levelno == logging.WARNING
+    assert reason in record.getMessage()
+    assert "127.0.0.1" in record.getMessage()
+
+
+def test_wrong_secret_gets_401(client, handlers):
+    response = post_event(client, case_completed(), secret="whsec_forged")
+    assert response.status_code == 401
+    assert response.json()["error"] == "no_matching_signature"
+    assert Event.objects.count() == 0
+    assert handlers.calls == []
+
+
+@pytest.mark.parametrize("offset", [-301, 301])
+def test_stale_or_future_timestamp_gets_401(client, handlers, offset):
+    response = post_event(client, case_completed(), timestamp=int(time.time()) + offset)
+    assert response.status_code == 401
+    assert response.json()["error"] == "timestamp_outside_tolerance"
+    assert Event.objects.count() == 0
+
+
+@override_settings(KLAREFI_WEBHOOK_TOLERANCE=10)
+def test_tolerance_setting_applies(client):
+    assert post_event(client, case_completed(), timestamp=int(time.time()) - 60).status_code == 401
+
+
+@override_settings(KLAREFI_MAX_BODY_BYTES=100)
+def test_body_over_limit_gets_413(client, handlers):
+    response = post_event(client, case_completed(pad="x" * 200))
+    assert response.status_code == 413
+    assert Event.objects.count() == 0
+
+
+@override_settings(KLAREFI_MAX_BODY_BYTES=100)
+def test_body_over_limit_without_content_length_gets_413(rf):
+    from django_klarefi.views import webhook
+
+    body = encode_event(case_completed(pad="x" * 200))
+    request = rf.post(URL, body, content_type="application/json",
+                      headers={"X-Klarefi-Signature": signature_header(body)})
+    del request.META["CONTENT_LENGTH"]
+    request._stream.remaining = len(body)  # a chunked body: the length is not declared
+    assert webhook(request).status_code == 413
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize("body", [b"[1]", b"{}", b'{"event": 3}', b"not json", b"\xff"])
+def test_signed_body_that_is_not_an_event_gets_400(client, handlers, body):
+    response = post_event(client, body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_payload"
+    assert Event.objects.count() == 0
+    assert handlers.calls == []
+
+
+def test_event_type_too_long_gets_400(client):
+    response = post_event(client, {"event": "x" * 101})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_event"
+    assert Event.objects.count() == 0
+
+
+def test_new_event_is_stored_processed_and_signalled_once(client, handlers):
+    t = int(time.time())
+    response = post_event(client, case_completed(session_id="ses_1"), timestamp=t)
+    assert response.status_code == 200
+    assert response.json() == {"status": "processed", "event_id": "evt_1"}
+    event = Event.objects.get()
+    assert (event.event_id, event.event_type, event.case_id, event.session_id) == (
+        "evt_1", "case.completed", "case_1", "ses_1")
+    assert event.payload == case_completed(session_id="ses_1")
+    assert event.status == Event.Status.PROCESSED
+    assert (event.attempts, event.deliveries, event.error) == (1, 1, "")
+    assert event.signed_at.timestamp() == t
+    assert event.processed_at is not None
+    assert event.received_at == event.last_received_at
+    # The per-type signal first, then the catch-all, each once, with the Event.
+    assert handlers.names == ["typed", "event_received"]
+    assert all(e.pk == event.pk for _, e in handlers.calls)
+
+
+def test_redelivery_of_processed_event_counts_but_does_not_signal(client, handlers):
+    assert post_event(client, case_completed()).status_code == 200
+    response = post_event(client, case_completed())
+    assert response.status_code == 200
+    assert response.json()["status"] == "already_processed"
+    event = Event.objects.get()
+    assert (event.deliveries, event.attempts) == (2, 1)
+    assert event.last_received_at > event.received_at
+    assert handlers.names == ["typed", "event_received"]
+
+
+def test_event_without_id_dedupes_on_body_digest(client, handlers):
+    payload = {"event": "session.expired", "session_id": "ses_9"}
+    post_event(client, payload)
+    post_event(client, payload)
+    event = Event.objects.get()
+    assert event.event_id.startswith("sha256:")
+    assert event.deliveries == 2
+    assert handlers.names == ["typed", "event_received"]
+
+
+def test_handler_failure_gets_500_and_stores_failed_with_traceback(client, handlers):
+    handlers.fail_with = RuntimeError("boom in handler")
+    response = post_event(client, case_completed())
+    assert response.status_code == 500
+    assert response.json() == {"status": "failed", "event_id": "evt_1"}
+    assert "Traceback" not in response.content.decode()
+    event = Event.objects.get()
+    assert event.status == Event.Status.FAILED
+    assert "RuntimeError: boom in handler" in event.error
+    assert "Traceback" in event.error
+    assert (event.attempts, event.deliveries) == (1, 1)
+    # The handler's own write was rolled back with it.
+    assert HandlerRecord.objects.count() == 0
+
+
+def test_redelivery_of_failed_event_runs_handlers_again(client, handlers):
+    handlers.fail_with = RuntimeError("first time")
+    assert post_event(client, case_completed()).status_code == 500
+    handlers.fail_with = None
+    response = post_event(client, case_completed())
+    assert response.status_code == 200
+    assert response.json()["status"] == "processed"
+    event = Event.objects.get()
+    assert event.status == Event.Status.PROCESSED
+    assert (event.attempts, event.deliveries, event.error) == (2, 2, "")
+    # Handlers ran in both attempts; only the successful attempt's writes remain.
+    assert handlers.names == ["typed", "typed", "event_received"]
+    assert HandlerRecord.objects.count() == 2
+
+
+def test_failure_in_catch_all_after_typed_rolls_back_both(client, handlers):
+    def fail_in_catch_all(event):
+        if len(handlers.calls) == 2:
+            raise ValueError("catch-all failed")
+
+    handlers.on_call = fail_in_catch_all
+    assert post_event(client, case_completed()).status_code == 500
+    assert HandlerRecord.objects.count() == 0
+    assert Event.objects.get().status == Event.Status.FAILED
+
+
+def test_unknown_type_is_stored_and_only_catch_all_fires(client, handlers):
+    response = post_event(client, {"id": "evt_new", "event": "brand.new_type"})
+    assert response.status_code == 200
+    assert Event.objects.get().event_type == "brand.new_type"
+    assert handlers.names == ["event_received"]
+
+
+@pytest.mark.parametrize("event_type", [
+    "session.created", "document.uploaded", "document.processed", "skill.resolved",
+    "skill.needs_review", "session.complete", "session.submitted_incomplete",
+    "session.expired", "case.completed",
+])
+def test_each_documented_type_fires_its_own_signal(client, event_type):
+    from django_klarefi import signals
+
+    received = []
+    signal = getattr(signals, event_type.replace(".", "_"))
+    signal.connect(lambda sender, event, **kw: received.append(event.event_type), weak=False,
+                   dispatch_uid="t")
+    try:
+        assert post_event(client, {"event": event_type}).status_code == 200
+    finally:
+        signal.disconnect(dispatch_uid="t")
+    assert received == [event_type]
+
+
+def test_csrf_enforcing_client_is_accepted(csrf_client, handlers):
+    assert post_event(csrf_client, case_completed()).status_code == 200
+    assert handlers.names == ["typed", "event_received"]
+
+
+def test_response_never_contains_secret_or_traceback(client, handlers):
+    handlers.fail_with = RuntimeError(f"leaky {SECRET}")
+    responses = [
+        post_event(client, case_completed()),
+        post_event(client, case_completed(), secret="whsec_wrong"),
+        post_event(client, b"[]"),
+    ]
+    for response in responses:
+        text = response.content.decode()
+        assert SECRET not in text
+        assert "Traceback" not in text
+        json.loads(text)
+
+
+def test_ids_that_are_not_strings_are_handled(client):
+    assert post_event(client, {"id": 42, "event": "x.y", "case_id": 7, "session_id": ["no"]}).status_code == 200
+    event = Event.objects.get()
+    assert (event.event_id, event.case_id, event.session_id) == ("42", "7", "")
+    assert post_event(client, {"id": {"a": 1}, "event": "x.y"}).status_code == 200
+    assert Event.objects.filter(event_id__startswith="sha256:").count() == 1
+
+
+@override_settings(ATOMIC_REQUESTS=True)
+def test_handler_failure_is_recorded_under_atomic_requests(client, handlers, settings):
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = True
+    try:
+        handlers.fail_with = RuntimeError("boom")
+        assert post_event(client, case_completed()).status_code == 500
+    finally:
+        settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+    event = Event.objects.get()
+    assert event.status == Event.Status.FAILED
+    assert "boom" in event.error
+    assert HandlerRecord.objects.count() == 0
+
+
+def test_login_required_middleware_does_not_block(client, settings, handlers):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.contrib.auth.middleware.LoginRequiredMiddleware"]
+    assert post_event(client, case_completed()).status_code == 200
+
+
+def test_missing_secret_is_a_configuration_error(client, settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.KLAREFI_WEBHOOK_SECRET = ""
+    client.raise_request_exception = True
+    with pytest.raises(ImproperlyConfigured, match="KLAREFI_WEBHOOK_SECRET"):
+        post_event(client, case_completed(), secret="whsec_any")
+
+
+def test_rotation_with_two_configured_secrets(client, settings, handlers):
+    settings.KLAREFI_WEBHOOK_SECRET = ["whsec_new", "whsec_old"]
+    assert post_event(client, case_completed(), secret="whsec_old").status_code == 200
+    assert post_event(client, case_completed(id="evt_2"), secret="whsec_new").status_code == 200
+    assert post_event(client, case_completed(id="evt_3"), secret=SECRET).status_code == 401
+    assert Event.objects.count() == 2
