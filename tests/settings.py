@@ -64,6 +64,7 @@ if os.environ.get("KLAREFI_TEST_DB") == "postgres":
             "PASSWORD": os.environ.get("KLAREFI_PG_PASSWORD", "klarefi"),
             "HOST": os.environ.get("KLAREFI_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("KLAREFI_PG_PORT", "5432"),
+            "TEST": {"NAME": os.environ.get("KLAREFI_PG_TEST_NAME")},
         }
     }
 else:
@@ -71,6 +72,13 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("KLAREFI_SQLITE_NAME", str(BASE_DIR / "test.sqlite3")),
+            # A file, not Django's default in-memory test database, so that servers and
+            # workers started by the tests (tests/servers.py) share it.
+            "TEST": {
+                "NAME": os.environ.get(
+                    "KLAREFI_SQLITE_TEST_NAME", str(BASE_DIR / "test_klarefi.sqlite3")
+                )
+            },
         }
     }
 
