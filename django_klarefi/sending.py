@@ -1,0 +1,336 @@
+"""Send signed test events: the one path behind ``klarefi_send_test_event`` and the admin page.
+
+::
+
+    from django_klarefi.samples import sample_event
+    from django_klarefi.sending import send_test_event
+
+    delivery = send_test_event(sample_event("case.completed"), in_process=True)
+    delivery.ok, delivery.status  # (True, 200)
+
+HTTP goes through the standard library (``urllib``) only. Nothing here ever returns, prints
+or raises a message that contains a signing secret or an API key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
+from django.urls import NoReverseMatch, reverse
+
+from django_klarefi.conf import conf
+from django_klarefi.signature import SIGNATURE_HEADER, sign_webhook_payload
+
+__all__ = [
+    "API_TEST_PATH",
+    "DEFAULT_BASE_URL",
+    "ApiAnswer",
+    "Delivery",
+    "SendingNotConfigured",
+    "default_url",
+    "request_api_test_event",
+    "send_test_event",
+]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+API_TEST_PATH = "/api/v1/webhooks/test"
+# Klarefi expects a 2xx within 30 seconds; a sender that waits longer hides a real problem.
+TIMEOUT_SECONDS = 30.0
+MAX_BODY_CHARS = 2000
+USER_AGENT = "django-klarefi test sender"
+_REDACTED = "[redacted]"
+
+
+class SendingNotConfigured(ImproperlyConfigured):
+    """A test event cannot be sent: no signing secret, no API key, no receiver URL."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of one test event sent to the receiver."""
+
+    event_type: str
+    event_id: str
+    status: int | None
+    """The HTTP status; None when there was no HTTP answer (refused, timeout, bad URL)."""
+    milliseconds: float
+    body: str
+    """The response body, truncated; it never contains a secret."""
+    error: str = ""
+    """A one-line explanation when ``status`` is None."""
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx answer."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """Klarefi's answer to ``POST /api/v1/webhooks/test`` (see :func:`request_api_test_event`)."""
+
+    url: str
+    status: int | None
+    milliseconds: float
+    body: str
+    """The response body, truncated; never contains the API key or the signing secret."""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx answer."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+def default_url() -> str:
+    """``http://127.0.0.1:8000`` plus the reversed ``django_klarefi:webhook`` URL."""
+    return DEFAULT_BASE_URL + _webhook_path()
+
+
+def send_test_event(
+    payload: dict[str, Any],
+    *,
+    url: str | None = None,
+    secret: str | None = None,
+    timestamp_offset: int = 0,
+    in_process: bool = False,
+) -> Delivery:
+    """Sign ``payload`` and POST it to the receiver; return what came back.
+
+    The body is signed with :func:`~django_klarefi.signature.sign_webhook_payload`, using
+    ``secret`` or else the first configured ``KLAREFI_WEBHOOK_SECRET``, at the current time
+    plus ``timestamp_offset`` seconds (to show what a stale or future signature gets).
+
+    With ``in_process=True`` there is no HTTP: the request goes through Django's full request
+    handling (middleware, URL routing, the real view) via :class:`django.test.Client`, to
+    the path of ``url`` or the reversed ``django_klarefi:webhook``. Otherwise it is an HTTP
+    POST with ``urllib`` to ``url`` (default :func:`default_url`).
+
+    Raises :class:`SendingNotConfigured` when no secret is available or no URL can be
+    found; every delivery problem (refused, timeout, bad URL, non-2xx) is in the result.
+    """
+    signing_secret = secret if secret is not None else _first_secret()
+    if not signing_secret:
+        raise SendingNotConfigured(
+            "No signing secret: set KLAREFI_WEBHOOK_SECRET or pass a secret (--secret)."
+        )
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    header = sign_webhook_payload(body, signing_secret, int(time.time()) + timestamp_offset)
+    event_type = str(payload.get("event", ""))
+    event_id = str(payload.get("id", ""))
+    secrets = (signing_secret,)
+    if in_process:
+        status, text, error, milliseconds = _post_in_process(url, body, header)
+    else:
+        status, text, error, milliseconds = _post_http(
+            url or default_url(),
+            body,
+            {"Content-Type": "application/json", SIGNATURE_HEADER: header},
+        )
+    return Delivery(
+        event_type=event_type,
+        event_id=event_id,
+        status=status,
+        milliseconds=milliseconds,
+        body=_clean(text, secrets),
+        error=_clean(error, secrets),
+    )
+
+
+def request_api_test_event(
+    endpoint_url: str,
+    *,
+    signing_secret: str | None = None,
+    api_base_url: str | None = None,
+    api_key: str | None = None,
+) -> ApiAnswer:
+    """Ask Klarefi's API to send a test event to ``endpoint_url``, as the spec's curl does.
+
+    ``POST {KLAREFI_API_BASE_URL}/api/v1/webhooks/test`` with
+    ``Authorization: Bearer {KLAREFI_API_KEY}`` and the JSON body
+    ``{"endpoint_url": ..., "signing_secret": ...}``. ``signing_secret`` defaults to the
+    first configured secret. Raises :class:`SendingNotConfigured` without an API key or
+    a secret; the API's answer (or why there was none) is in the result.
+    """
+    key = api_key if api_key is not None else conf.API_KEY
+    if not key:
+        raise SendingNotConfigured("No API key: set KLAREFI_API_KEY to use --via-api.")
+    secret = signing_secret if signing_secret is not None else _first_secret()
+    if not secret:
+        raise SendingNotConfigured(
+            "No signing secret: set KLAREFI_WEBHOOK_SECRET or pass a secret (--secret)."
+        )
+    base = (api_base_url if api_base_url is not None else conf.API_BASE_URL).rstrip("/")
+    url = base + API_TEST_PATH
+    body = json.dumps({"endpoint_url": endpoint_url, "signing_secret": secret}).encode("utf-8")
+    status, text, error, milliseconds = _post_http(
+        url,
+        body,
+        {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    secrets = (secret, key)
+    return ApiAnswer(
+        url=url,
+        status=status,
+        milliseconds=milliseconds,
+        body=_clean(text, secrets),
+        error=_clean(error, secrets),
+    )
+
+
+def _first_secret() -> str | None:
+    secrets = conf.WEBHOOK_SECRETS
+    return secrets[0] if secrets else None
+
+
+def _webhook_path() -> str:
+    try:
+        return reverse("django_klarefi:webhook")
+    except NoReverseMatch as exc:
+        raise SendingNotConfigured(
+            "The receiver URL is not in the URLconf: include django_klarefi.urls, "
+            "or pass a URL (--url)."
+        ) from exc
+
+
+def _post_in_process(
+    url: str | None, body: bytes, header: str
+) -> tuple[int | None, str, str, float]:
+    if url:
+        parts = urllib.parse.urlsplit(url)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        host = parts.netloc or _allowed_host()
+        secure = parts.scheme == "https"
+    else:
+        path, host, secure = _webhook_path(), _allowed_host(), False
+    # raise_request_exception=False: an exception in the view becomes a 500, as on a server.
+    client = Client(raise_request_exception=False)
+    start = time.perf_counter()
+    response = client.post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers={SIGNATURE_HEADER: header},
+        secure=secure or bool(getattr(settings, "SECURE_SSL_REDIRECT", False)),
+        HTTP_HOST=host,
+    )
+    milliseconds = (time.perf_counter() - start) * 1000
+    text = response.content.decode("utf-8", "replace") if not response.streaming else ""
+    return response.status_code, text, "", milliseconds
+
+
+def _allowed_host() -> str:
+    """A host name that ``ALLOWED_HOSTS`` accepts, so in-process requests are not refused."""
+    for entry in settings.ALLOWED_HOSTS:
+        if entry and entry != "*" and "*" not in entry:
+            return entry.lstrip(".")
+    return "localhost"
+
+
+def _post_http(
+    url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int | None, str, str, float]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None, "", f"{url!r} is not an http:// or https:// URL.", 0.0
+    request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
+        url, data=body, headers={**headers, "User-Agent": USER_AGENT}, method="POST"
+    )
+    opener = _opener(parts.hostname)
+    start = time.perf_counter()
+    try:
+        with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
+            text = _read(response)
+            status: int = response.status
+    except urllib.error.HTTPError as exc:  # a non-2xx answer, redirects included
+        text = _read(exc)
+        status = exc.code
+    except urllib.error.URLError as exc:
+        return None, "", _connection_error(url, exc.reason), _since(start)
+    except TimeoutError:
+        return (
+            None,
+            "",
+            f"No answer from {url} within {TIMEOUT_SECONDS:.0f} seconds.",
+            _since(start),
+        )
+    except (OSError, ValueError) as exc:  # a dropped connection, a malformed URL
+        return None, "", f"Could not POST to {url}: {_describe(exc)}", _since(start)
+    return status, text, "", _since(start)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # urllib turns a redirected POST into a GET without the body; report the 3xx instead.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _opener(host: str) -> urllib.request.OpenerDirector:
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+    if _is_loopback(host):
+        handlers.append(urllib.request.ProxyHandler({}))  # never send local traffic via a proxy
+    return urllib.request.build_opener(*handlers)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read(response: Any) -> str:
+    try:
+        raw: bytes = response.read(MAX_BODY_CHARS * 4 + 1)
+    except (OSError, ValueError):
+        return ""
+    return raw.decode("utf-8", "replace")
+
+
+def _connection_error(url: str, reason: object) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return (
+            f"Could not connect to {url}: connection refused. "
+            "Is the server running (manage.py runserver)?"
+        )
+    if isinstance(reason, socket.gaierror):
+        host = urllib.parse.urlsplit(url).hostname
+        return f"Could not connect to {url}: the host {host!r} was not found."
+    if isinstance(reason, TimeoutError):
+        return f"No answer from {url} within {TIMEOUT_SECONDS:.0f} seconds."
+    return f"Could not connect to {url}: {_describe(reason)}"
+
+
+def _describe(reason: object) -> str:
+    if isinstance(reason, OSError) and reason.strerror:
+        return str(reason.strerror)
+    return str(reason) or type(reason).__name__
+
+
+def _since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+def _clean(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` on one screenful: truncated, with every secret replaced."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, _REDACTED)
+    if len(text) > MAX_BODY_CHARS:
+        text = text[:MAX_BODY_CHARS] + " [truncated]"
+    return text
