@@ -8,6 +8,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_klarefi.conf import PROCESSING_MODES, conf
+from django_klarefi.durations import InvalidDuration, parse_duration
 
 
 @register(Tags.security)
@@ -85,3 +86,23 @@ def _positive_int(value: object) -> bool:
 
 def _quoted(values: Sequence[str]) -> str:
     return ", ".join(f'"{value}"' for value in values)
+
+
+@register()
+def check_event_retention(**kwargs: Any) -> list[CheckMessage]:
+    """``KLAREFI_EVENT_RETENTION``, when set, is a duration such as "90d"."""
+    retention = conf.EVENT_RETENTION
+    if retention is None:
+        return []
+    try:
+        parse_duration(retention)
+    except InvalidDuration as exc:
+        return [
+            Error(
+                f"KLAREFI_EVENT_RETENTION is not a valid duration: {exc}",
+                hint='Use a string such as "90d" (days), "12h", "10m", "30s" or "2w", or '
+                "remove the setting and pass klarefi_prune_events --older-than.",
+                id="django_klarefi.E009",
+            )
+        ]
+    return []

@@ -51,7 +51,7 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 3
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310 (127.0.0.1 only)
+            urllib.request.urlopen(url, timeout=1)
             return
         except urllib.error.HTTPError:
             return  # any HTTP answer means it is serving
@@ -72,9 +72,19 @@ def gunicorn(
     """Run gunicorn on 127.0.0.1 with ``workers`` sync workers; yield the base URL."""
     port = free_port()
     command = [
-        sys.executable, "-m", "gunicorn", "tests.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--timeout", str(timeout), "--graceful-timeout", "5", *extra_args,
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "tests.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--timeout",
+        str(timeout),
+        "--graceful-timeout",
+        "5",
+        *extra_args,
     ]
     with _process(command, subprocess_env(settings_module, **(env or {}))) as process:
         base = f"http://127.0.0.1:{port}"
@@ -89,8 +99,13 @@ def runserver(
     """Run ``manage.py runserver`` (no reloader) on 127.0.0.1; yield the base URL."""
     port = free_port()
     command = [
-        sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}",
-        "--noreload", "--skip-checks",
+        sys.executable,
+        "-m",
+        "django",
+        "runserver",
+        f"127.0.0.1:{port}",
+        "--noreload",
+        "--skip-checks",
     ]
     with _process(command, subprocess_env(settings_module, **(env or {}))) as process:
         base = f"http://127.0.0.1:{port}"
@@ -111,7 +126,7 @@ def django_process(
 @contextlib.contextmanager
 def _process(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     log = open(ROOT / ".artifacts" / f"proc-{os.getpid()}-{free_port()}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:

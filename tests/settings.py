@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
-SECRET_KEY = "django-klarefi-tests-not-secret"  # noqa: S105
+SECRET_KEY = "django-klarefi-tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 USE_TZ = True
@@ -84,7 +84,7 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-KLAREFI_WEBHOOK_SECRET = "whsec_test_secret_do_not_leak_7f3a"  # noqa: S105
+KLAREFI_WEBHOOK_SECRET = "whsec_test_secret_do_not_leak_7f3a"
 
 LOGGING = {
     "version": 1,

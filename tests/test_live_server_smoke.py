@@ -20,9 +20,9 @@ def post(url: str, body: bytes, signature: str | None) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json"}
     if signature is not None:
         headers["X-Klarefi-Signature"] = signature
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -33,8 +33,12 @@ def test_signed_event_over_http_is_stored_once_and_forgery_is_refused():
     with gunicorn(workers=2) as base:
         url = base + "/webhooks/klarefi/"
         assert post(url, body, sign_webhook_payload(body, SECRET)) == (
-            200, {"status": "processed", "event_id": "evt_http"})
-        assert post(url, body, sign_webhook_payload(body, SECRET))[1]["status"] == "already_processed"
+            200,
+            {"status": "processed", "event_id": "evt_http"},
+        )
+        assert (
+            post(url, body, sign_webhook_payload(body, SECRET))[1]["status"] == "already_processed"
+        )
         assert post(url, body, sign_webhook_payload(body, "whsec_forged"))[0] == 401
         assert post(url, body, None)[0] == 401
     event = Event.objects.get()

@@ -34,7 +34,10 @@ def header(body: bytes = BODY, secret: str = SECRET, t: int = NOW) -> str:
 def verify(body: bytes | str = BODY, sig: str | None = None, secret=SECRET, **kwargs):
     kwargs.setdefault("now", NOW)
     return verify_webhook_signature(
-        raw_body=body, signature_header=header() if sig is None else sig, signing_secret=secret, **kwargs
+        raw_body=body,
+        signature_header=header() if sig is None else sig,
+        signing_secret=secret,
+        **kwargs,
     )
 
 
@@ -181,8 +184,14 @@ def test_accepted_but_odd_bodies():
 
 
 def test_every_error_is_a_webhook_verification_error():
-    for cls in (MissingSignatureHeader, MalformedSignatureHeader, NoV1Signature,
-                TimestampOutsideTolerance, NoMatchingSignature, InvalidPayload):
+    for cls in (
+        MissingSignatureHeader,
+        MalformedSignatureHeader,
+        NoV1Signature,
+        TimestampOutsideTolerance,
+        NoMatchingSignature,
+        InvalidPayload,
+    ):
         assert issubclass(cls, WebhookVerificationError)
 
 

@@ -21,7 +21,13 @@ URL = "/webhooks/klarefi/"
 
 
 def case_completed(**extra):
-    return {"id": "evt_1", "event": "case.completed", "case_id": "case_1", "data": {"ok": True}, **extra}
+    return {
+        "id": "evt_1",
+        "event": "case.completed",
+        "case_id": "case_1",
+        "data": {"ok": True},
+        **extra,
+    }
 
 
 def test_url_is_reversible():
@@ -99,8 +105,12 @@ def test_body_over_limit_without_content_length_gets_413(rf):
     from django_klarefi.views import webhook
 
     body = encode_event(case_completed(pad="x" * 200))
-    request = rf.post(URL, body, content_type="application/json",
-                      headers={"X-Klarefi-Signature": signature_header(body)})
+    request = rf.post(
+        URL,
+        body,
+        content_type="application/json",
+        headers={"X-Klarefi-Signature": signature_header(body)},
+    )
     del request.META["CONTENT_LENGTH"]
     request._stream.remaining = len(body)  # a chunked body: the length is not declared
     assert webhook(request).status_code == 413
@@ -130,7 +140,11 @@ def test_new_event_is_stored_processed_and_signalled_once(client, handlers):
     assert response.json() == {"status": "processed", "event_id": "evt_1"}
     event = Event.objects.get()
     assert (event.event_id, event.event_type, event.case_id, event.session_id) == (
-        "evt_1", "case.completed", "case_1", "ses_1")
+        "evt_1",
+        "case.completed",
+        "case_1",
+        "ses_1",
+    )
     assert event.payload == case_completed(session_id="ses_1")
     assert event.status == Event.Status.PROCESSED
     assert (event.attempts, event.deliveries, event.error) == (1, 1, "")
@@ -211,18 +225,28 @@ def test_unknown_type_is_stored_and_only_catch_all_fires(client, handlers):
     assert handlers.names == ["event_received"]
 
 
-@pytest.mark.parametrize("event_type", [
-    "session.created", "document.uploaded", "document.processed", "skill.resolved",
-    "skill.needs_review", "session.complete", "session.submitted_incomplete",
-    "session.expired", "case.completed",
-])
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "session.created",
+        "document.uploaded",
+        "document.processed",
+        "skill.resolved",
+        "skill.needs_review",
+        "session.complete",
+        "session.submitted_incomplete",
+        "session.expired",
+        "case.completed",
+    ],
+)
 def test_each_documented_type_fires_its_own_signal(client, event_type):
     from django_klarefi import signals
 
     received = []
     signal = getattr(signals, event_type.replace(".", "_"))
-    signal.connect(lambda sender, event, **kw: received.append(event.event_type), weak=False,
-                   dispatch_uid="t")
+    signal.connect(
+        lambda sender, event, **kw: received.append(event.event_type), weak=False, dispatch_uid="t"
+    )
     try:
         assert post_event(client, {"event": event_type}).status_code == 200
     finally:
@@ -250,7 +274,12 @@ def test_response_never_contains_secret_or_traceback(client, handlers):
 
 
 def test_ids_that_are_not_strings_are_handled(client):
-    assert post_event(client, {"id": 42, "event": "x.y", "case_id": 7, "session_id": ["no"]}).status_code == 200
+    assert (
+        post_event(
+            client, {"id": 42, "event": "x.y", "case_id": 7, "session_id": ["no"]}
+        ).status_code
+        == 200
+    )
     event = Event.objects.get()
     assert (event.event_id, event.case_id, event.session_id) == ("42", "7", "")
     assert post_event(client, {"id": {"a": 1}, "event": "x.y"}).status_code == 200
@@ -272,7 +301,10 @@ def test_handler_failure_is_recorded_under_atomic_requests(client, handlers, set
 
 
 def test_login_required_middleware_does_not_block(client, settings, handlers):
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.contrib.auth.middleware.LoginRequiredMiddleware"]
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    ]
     assert post_event(client, case_completed()).status_code == 200
 
 

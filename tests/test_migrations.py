@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+
+@pytest.mark.django_db
+def test_models_and_migrations_are_in_sync():
+    # Exits non-zero (SystemExit) when a model change has no migration.
+    call_command("makemigrations", "django_klarefi", "--check", "--dry-run", verbosity=0)
