@@ -1,0 +1,53 @@
+"""One receiver, steered by the payload's ``"race"`` object (all keys optional):
+
+``log``
+    A file to which each start of the handler appends a line: a count of handler runs
+    that survives rollbacks, and a way for the test to see that the handler is running.
+``fail_unless``
+    A file: while it does not exist, the handler raises (after its database write).
+``hold_until``
+    A file: the handler waits until it exists before returning (a slow handler).
+``sleep``
+    Seconds to sleep, so that concurrent deliveries overlap.
+
+Every run writes one ``HandlerRecord``, so committed runs can be counted in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from django_klarefi.models import Event
+from tests.testapp.models import HandlerRecord
+
+HOLD_LIMIT_SECONDS = 90
+
+
+class RaceHandlerError(RuntimeError):
+    pass
+
+
+def race_handler(sender: type[Event], event: Event, **kwargs: Any) -> None:
+    options = event.payload.get("race") or {}
+    if "log" in options:
+        fd = os.open(options["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{os.getpid()} {event.event_id}\n".encode())
+        finally:
+            os.close(fd)
+    HandlerRecord.objects.create(event_id=event.event_id, handler="race")
+    if "sleep" in options:
+        time.sleep(float(options["sleep"]))
+    if "fail_unless" in options and not Path(options["fail_unless"]).exists():
+        # The payload in the message: the secret-leak test checks that this is harmless.
+        raise RaceHandlerError(f"handler failed on purpose for payload {event.payload!r}")
+    if "hold_until" in options:
+        release = Path(options["hold_until"])
+        deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+        while not release.exists():
+            if time.monotonic() > deadline:
+                raise RaceHandlerError("never released")
+            time.sleep(0.02)
