@@ -106,3 +106,91 @@ def check_event_retention(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register()
+def check_task_processing(**kwargs: Any) -> list[CheckMessage]:
+    """In task mode: a Tasks framework (E006), the backend (E007) and the queue (E008) that
+    ``KLAREFI_TASK_BACKEND`` and ``KLAREFI_TASK_QUEUE`` name, and no ImmediateBackend (W002).
+
+    Reads the ``TASKS`` setting and creates the backend, as Django's own tasks check does;
+    nothing here touches the database.
+    """
+    if conf.PROCESSING != "task":
+        return []
+    try:
+        from django_klarefi import tasks
+    except ImportError as exc:
+        return [
+            Error(
+                f'KLAREFI_PROCESSING is "task", but no Tasks framework can be imported ({exc}).',
+                hint="Use Django 6.0 or newer (django.tasks), or on Django 5.2 install the "
+                "backport: pip install 'django-klarefi[tasks]'.",
+                id="django_klarefi.E006",
+            )
+        ]
+    task_backends = tasks.task_backends
+    alias = conf.TASK_BACKEND
+    if alias is not None and (not isinstance(alias, str) or not alias):
+        return [
+            Error(
+                "KLAREFI_TASK_BACKEND must be the name of a backend in TASKS.",
+                hint='Leave it unset to use TASKS\' "default" backend.',
+                id="django_klarefi.E007",
+            )
+        ]
+    alias = tasks.backend_alias()
+    if alias not in task_backends.settings:
+        return [
+            Error(
+                f'The task backend "{alias}" is not configured in TASKS.',
+                hint=f"Configured backends: {_quoted(sorted(task_backends.settings)) or 'none'}. "
+                "Set KLAREFI_TASK_BACKEND to one of them, or add it to TASKS.",
+                id="django_klarefi.E007",
+            )
+        ]
+    try:
+        backend = task_backends[alias]
+    except tasks.InvalidTaskBackend as exc:
+        return [
+            Error(
+                f'The task backend "{alias}" cannot be loaded: {exc}',
+                hint="Check its BACKEND path in TASKS, and that its package is installed.",
+                id="django_klarefi.E007",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    queue = conf.TASK_QUEUE
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        errors.append(
+            Error(
+                "KLAREFI_TASK_QUEUE must be the name of a queue.",
+                hint='Leave it unset to use the backend\'s "default" queue.',
+                id="django_klarefi.E008",
+            )
+        )
+    else:
+        queue = tasks.queue_name()
+        accepted = getattr(backend, "queues", None)
+        if accepted and queue not in accepted:
+            setting = "KLAREFI_TASK_QUEUE" if conf.TASK_QUEUE else "KLAREFI_TASK_QUEUE (unset)"
+            errors.append(
+                Error(
+                    f'The task backend "{alias}" has no queue "{queue}" ({setting}).',
+                    hint=f"Its QUEUES in TASKS: {_quoted(sorted(accepted))}. Set "
+                    "KLAREFI_TASK_QUEUE to one of them, or add the queue to QUEUES.",
+                    id="django_klarefi.E008",
+                )
+            )
+    if isinstance(backend, tasks.ImmediateBackend):
+        errors.append(
+            Warning(
+                f'KLAREFI_PROCESSING is "task", but the task backend "{alias}" is the '
+                "ImmediateBackend: handlers run in the request, after the commit, and a "
+                "handler failure still answers 200.",
+                hint="Fine in development. In production use a real queue (django-tasks-db, "
+                'django-tasks-rq, ...), or KLAREFI_PROCESSING = "sync".',
+                id="django_klarefi.W002",
+            )
+        )
+    return errors

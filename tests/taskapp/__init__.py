@@ -1,0 +1,3 @@
+"""Handlers for task-mode tests that run servers and workers as subprocesses."""
+
+from __future__ import annotations
