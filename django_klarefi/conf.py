@@ -35,17 +35,17 @@ class Settings:
     @property
     def WEBHOOK_TOLERANCE(self) -> int:
         """``KLAREFI_WEBHOOK_TOLERANCE``: seconds a signature's ``t`` may be off. Default 300."""
-        return getattr(settings, "KLAREFI_WEBHOOK_TOLERANCE", DEFAULT_TOLERANCE)  # type: ignore[no-any-return]
+        return getattr(settings, "KLAREFI_WEBHOOK_TOLERANCE", DEFAULT_TOLERANCE)
 
     @property
     def MAX_BODY_BYTES(self) -> int:
         """``KLAREFI_MAX_BODY_BYTES``: larger bodies get 413 unread. Default 1 MiB."""
-        return getattr(settings, "KLAREFI_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)  # type: ignore[no-any-return]
+        return getattr(settings, "KLAREFI_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
 
     @property
     def PROCESSING(self) -> str:
         """``KLAREFI_PROCESSING``: ``"sync"`` (default) or ``"task"``."""
-        return getattr(settings, "KLAREFI_PROCESSING", "sync")  # type: ignore[no-any-return]
+        return getattr(settings, "KLAREFI_PROCESSING", "sync")
 
     @property
     def TASK_BACKEND(self) -> str | None:
@@ -65,7 +65,7 @@ class Settings:
     @property
     def API_BASE_URL(self) -> str:
         """``KLAREFI_API_BASE_URL``: Klarefi's API, for ``klarefi_send_test_event --via-api``."""
-        return getattr(settings, "KLAREFI_API_BASE_URL", "https://api.klarefi.com")  # type: ignore[no-any-return]
+        return getattr(settings, "KLAREFI_API_BASE_URL", "https://api.klarefi.com")
 
     @property
     def API_KEY(self) -> str | None:

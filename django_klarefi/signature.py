@@ -173,9 +173,8 @@ def verify_webhook(
 
 
 def _secret_keys(signing_secret: Secrets) -> list[bytes]:
-    secrets: Sequence[Secret]
     if isinstance(signing_secret, str | bytes):
-        secrets = [signing_secret]
+        secrets: Sequence[object] = [signing_secret]
     elif isinstance(signing_secret, Sequence):
         secrets = signing_secret
     else:

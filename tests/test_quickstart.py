@@ -79,4 +79,4 @@ def test_four_line_setup_receives_an_event(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "200 processed ['case_1']"
+    assert result.stdout.strip().splitlines()[-1] == "200 processed ['case_1']"
