@@ -145,7 +145,7 @@ class Command(BaseCommand):
         else:
             counts = ", ".join(f"{outcomes[outcome]} {words}" for outcome, words in SUMMARY.items())
             self.stdout.write(
-                f"Reprocessed {_events(sum(outcomes.values()))}: {counts}"
+                f"Summary: {_events(sum(outcomes.values()))}, {counts}"
                 + (f", {len(missing)} not found" if missing else "")
                 + "."
             )

@@ -1,0 +1,177 @@
+"""``manage.py klarefi_prune_events``: delete old events, in small batches.
+
+Each batch is one short transaction that deletes at most ``--batch-size`` rows chosen by a
+``LIMIT`` subquery, so no ids are loaded into memory, locks are held briefly, and the
+command can be interrupted at any point, keeping what it deleted so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections, router, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from django_klarefi.conf import conf
+from django_klarefi.durations import InvalidDuration, cutoff, parse_duration
+from django_klarefi.models import Event
+
+Status = Event.Status
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete Klarefi events received longer ago than --older-than (default: the "
+        "KLAREFI_EVENT_RETENTION setting). Only processed events by default; failed and "
+        "pending ones are kept unless chosen with --status. Deletes in batches, each in its "
+        "own transaction."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=_duration,
+            metavar="DURATION",
+            help="Delete events received longer ago than this: 90d, 12h, 10m, 30s or 2w. "
+            "Default: KLAREFI_EVENT_RETENTION.",
+        )
+        parser.add_argument(
+            "--status",
+            nargs="+",
+            choices=Status.values,
+            default=[Status.PROCESSED],
+            dest="statuses",
+            help="Which statuses to delete (default: processed).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=_positive_int,
+            default=DEFAULT_BATCH_SIZE,
+            metavar="N",
+            help=f"Rows deleted per transaction (default: {DEFAULT_BATCH_SIZE}).",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        before = _cutoff(options["older_than"])
+        statuses = [status for status in Status.values if status in options["statuses"]]
+        batch_size: int = options["batch_size"]
+        kept = [status for status in Status.values if status not in statuses]
+        scope = f"received before {_moment(before)}"
+
+        counts = {status: _old(status, before).count() for status in statuses}
+        for status, count in counts.items():
+            self.stdout.write(f"{status}: {count} {scope}")
+        total = sum(counts.values())
+        keeping = f"; {_joined(kept)} events are kept" if kept else ""
+        if options["dry_run"]:
+            self.stdout.write(
+                f"Dry run: would delete {_events(total)} ({_joined(statuses)}) {scope}"
+                f"{keeping}. Nothing was deleted."
+            )
+            return
+
+        deleted = batches = 0
+        for status in statuses:
+            remaining = counts[status]
+            # Until the rows counted above are gone: rows that age past the cutoff during
+            # the run wait for the next one. A short batch means none are left.
+            while remaining > 0:
+                count = _delete_batch(status, before, batch_size)
+                if not count:
+                    break
+                batches += 1
+                deleted += count
+                remaining -= count
+                self.stdout.write(
+                    f"batch {batches}: deleted {count} {status} ({deleted} of {total})"
+                )
+                if count < batch_size:
+                    break
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Deleted {_events(deleted)} ({_joined(statuses)}) {scope} in "
+                f"{batches} batch{'' if batches == 1 else 'es'}{keeping}."
+            )
+        )
+
+
+def _old(status: str, before: datetime) -> QuerySet[Event]:
+    return Event.objects.filter(status=status, received_at__lt=before)
+
+
+def _delete_batch(status: str, before: datetime, batch_size: int) -> int:
+    """Delete up to ``batch_size`` of the oldest matching events in one transaction.
+
+    One ``DELETE ... WHERE id IN (SELECT id ... LIMIT n)``: the rows are chosen by the
+    database along the (status, received_at) index, and no ids come back to Python. The
+    outer filter repeats the conditions, so a row whose status changed meanwhile (a
+    concurrent reprocess) is re-checked and left alone.
+    """
+    using = router.db_for_write(Event)
+    oldest = _old(status, before).using(using).order_by("received_at")
+    batch: Iterable[int] = oldest.values_list("pk", flat=True)[:batch_size]
+    if not connections[using].features.allow_sliced_subqueries_with_in:
+        # MySQL cannot LIMIT inside IN (...): fetch this one batch of ids instead.
+        batch = list(batch)
+    with transaction.atomic(using=using):
+        deleted, _ = _old(status, before).using(using).filter(pk__in=batch).delete()
+    return deleted
+
+
+def _cutoff(older_than: timedelta | None) -> datetime:
+    if older_than is None:
+        retention = conf.EVENT_RETENTION
+        if retention is None:
+            raise CommandError(
+                "How old must events be? Pass --older-than (such as --older-than 90d) or set "
+                'KLAREFI_EVENT_RETENTION (such as KLAREFI_EVENT_RETENTION = "90d").'
+            )
+        try:
+            older_than = parse_duration(retention)
+        except InvalidDuration as exc:
+            raise CommandError(f"KLAREFI_EVENT_RETENTION is not a valid duration: {exc}") from None
+    try:
+        return cutoff(older_than)
+    except InvalidDuration as exc:
+        raise CommandError(f"--older-than: {exc}") from None
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except InvalidDuration as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number.")
+    return number
+
+
+def _moment(value: datetime) -> str:
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return value.isoformat(" ", "seconds")
+
+
+def _joined(statuses: list[str]) -> str:
+    return " and ".join(", ".join(statuses).rsplit(", ", 1))
+
+
+def _events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"

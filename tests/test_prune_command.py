@@ -1,0 +1,260 @@
+"""``manage.py klarefi_prune_events``: what it deletes, what it keeps, and how it batches."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_klarefi.management.commands.klarefi_prune_events import DEFAULT_BATCH_SIZE
+from django_klarefi.models import Event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = Event.Status
+
+
+def events(count, status=Status.PROCESSED, *, age=timedelta(days=100), prefix=None):
+    """``count`` events received ``age`` ago."""
+    received = timezone.now() - age
+    prefix = prefix or f"evt_{status}_{age.days}d"
+    Event.objects.bulk_create(
+        Event(
+            event_id=f"{prefix}_{number}",
+            event_type="case.completed",
+            payload={"id": f"{prefix}_{number}", "event": "case.completed"},
+            status=status,
+            attempts=1,
+            deliveries=1,
+            received_at=received - timedelta(seconds=number),
+            last_received_at=received,
+        )
+        for number in range(count)
+    )
+
+
+def prune(*args):
+    out = io.StringIO()
+    call_command("klarefi_prune_events", *args, stdout=out, no_color=True)
+    return out.getvalue()
+
+
+def left():
+    """How many events of each status remain."""
+    return {
+        status: Event.objects.filter(status=status).count()
+        for status in Status.values
+        if Event.objects.filter(status=status).exists()
+    }
+
+
+def writes(queries):
+    return [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith("SELECT")]
+
+
+def deletes(queries):
+    return [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("DELETE")]
+
+
+# What goes and what stays.
+
+
+def test_deletes_old_processed_events_and_keeps_failed_pending_and_recent_ones():
+    events(3, Status.PROCESSED)
+    events(2, Status.FAILED)
+    events(2, Status.PENDING)
+    events(4, Status.PROCESSED, age=timedelta(days=10))
+
+    output = prune("--older-than", "90d")
+
+    assert left() == {"processed": 4, "failed": 2, "pending": 2}
+    assert not Event.objects.filter(received_at__lt=timezone.now() - timedelta(days=90)).filter(
+        status=Status.PROCESSED
+    )
+    assert re.search(
+        r"^Deleted 3 events \(processed\) received before \S+ \S+ in 1 batch; "
+        r"pending and failed events are kept\.$",
+        output,
+        re.MULTILINE,
+    )
+
+
+def test_older_than_takes_hours_minutes_and_seconds():
+    events(1, age=timedelta(hours=13), prefix="evt_13h")
+    events(1, age=timedelta(hours=11), prefix="evt_11h")
+
+    prune("--older-than", "12h")
+
+    assert list(Event.objects.values_list("event_id", flat=True)) == ["evt_11h_0"]
+
+
+def test_status_chooses_which_statuses_go():
+    events(3, Status.PROCESSED)
+    events(2, Status.FAILED)
+    events(2, Status.PENDING)
+
+    output = prune("--older-than", "90d", "--status", "failed", "pending")
+
+    assert left() == {"processed": 3}
+    assert "Deleted 4 events (pending and failed)" in output
+    assert "processed events are kept" in output
+
+
+def test_status_rejects_unknown_statuses():
+    with pytest.raises(CommandError, match="invalid choice: 'done'"):
+        prune("--older-than", "90d", "--status", "done")
+
+
+# The retention setting.
+
+
+@override_settings(KLAREFI_EVENT_RETENTION="30d")
+def test_retention_setting_is_the_default_older_than():
+    events(2, age=timedelta(days=31))
+    events(1, age=timedelta(days=29))
+
+    output = prune()
+
+    assert left() == {"processed": 1}
+    assert "Deleted 2 events (processed)" in output
+
+
+@override_settings(KLAREFI_EVENT_RETENTION="30d")
+def test_older_than_overrides_the_retention_setting():
+    events(2, age=timedelta(days=31))
+
+    prune("--older-than", "60d")
+
+    assert left() == {"processed": 2}
+
+
+def test_without_older_than_or_retention_setting_it_names_the_setting():
+    events(1)
+    with pytest.raises(CommandError, match=r"Pass --older-than .* or set KLAREFI_EVENT_RETENTION"):
+        prune()
+    assert left() == {"processed": 1}
+
+
+@override_settings(KLAREFI_EVENT_RETENTION="3 months")
+def test_an_invalid_retention_setting_is_a_clear_error():
+    events(1)
+    with pytest.raises(CommandError, match="KLAREFI_EVENT_RETENTION is not a valid duration"):
+        prune()
+    assert left() == {"processed": 1}
+
+
+@pytest.mark.parametrize("value", ["90", "ninety days", "0d", "1.5d", "-1d"])
+def test_an_invalid_older_than_is_a_clear_error(value):
+    events(1)
+    with pytest.raises(CommandError, match=r"--older-than: .*not a duration"):
+        prune(f"--older-than={value}")
+    assert left() == {"processed": 1}
+
+
+def test_an_older_than_reaching_before_year_one_is_a_clear_error():
+    with pytest.raises(CommandError, match="before year 1"):
+        prune("--older-than", "999999999d")
+
+
+# Dry run.
+
+
+def test_dry_run_counts_and_deletes_nothing():
+    events(5, Status.PROCESSED)
+    events(2, Status.FAILED)
+
+    with CaptureQueriesContext(connection) as queries:
+        output = prune("--older-than", "90d", "--dry-run", "--status", "processed", "failed")
+
+    assert left() == {"processed": 5, "failed": 2}
+    assert writes(queries) == []
+    lines = output.splitlines()
+    assert lines[0].startswith("processed: 5 received before ")
+    assert lines[1].startswith("failed: 2 received before ")
+    assert re.fullmatch(
+        r"Dry run: would delete 7 events \(processed and failed\) received before .+; "
+        r"pending events are kept\. Nothing was deleted\.",
+        lines[-1],
+    )
+
+
+# Batches.
+
+
+def test_deletes_in_batches_of_batch_size_without_loading_ids():
+    events(95)
+    events(3, Status.FAILED)
+
+    with CaptureQueriesContext(connection) as queries:
+        output = prune("--older-than", "90d", "--batch-size", "10")
+
+    assert left() == {"failed": 3}
+    batch_lines = [line for line in output.splitlines() if line.startswith("batch ")]
+    assert batch_lines[0] == "batch 1: deleted 10 processed (10 of 95)"
+    assert batch_lines[-1] == "batch 10: deleted 5 processed (95 of 95)"
+    assert len(batch_lines) == 10
+    assert "in 10 batches" in output
+    # One DELETE per batch, each limited to the batch size by its subquery ...
+    delete_sql = deletes(queries)
+    assert len(delete_sql) == 10
+    assert all("LIMIT 10" in sql for sql in delete_sql)
+    # ... and no query fetched the ids: the only SELECTs are the counts.
+    selects = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
+    assert all("COUNT(" in sql.upper() for sql in selects)
+
+
+def test_batch_size_larger_than_the_rows_deletes_in_one_batch():
+    events(7)
+    output = prune("--older-than", "90d")
+    assert "batch 1: deleted 7 processed (7 of 7)" in output
+    assert left() == {}
+    assert DEFAULT_BATCH_SIZE == 1000
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "ten"])
+def test_batch_size_must_be_a_positive_number(value):
+    with pytest.raises(CommandError, match="not a positive whole number"):
+        prune("--older-than", "90d", f"--batch-size={value}")
+
+
+def test_nothing_to_delete_is_a_successful_empty_run():
+    events(2, Status.FAILED)
+    output = prune("--older-than", "90d")
+    assert output.splitlines()[-1].startswith("Deleted 0 events (processed) received before ")
+    assert "in 0 batches" in output
+    assert left() == {"failed": 2}
+
+
+def test_each_batch_commits_before_the_next_begins():
+    # Watch from a second connection: just before each DELETE, the earlier batches are
+    # already gone for everyone. A huge prune is never one giant transaction, and an
+    # interrupted one keeps what it deleted.
+    events(30)
+    seen = []
+    observer = connections.create_connection(DEFAULT_DB_ALIAS)
+
+    def count_from_elsewhere(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("DELETE"):
+            with observer.cursor() as cursor:
+                cursor.execute(f"SELECT COUNT(*) FROM {Event._meta.db_table}")
+                seen.append(cursor.fetchone()[0])
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(count_from_elsewhere):
+            prune("--older-than", "90d", "--batch-size", "10")
+        with observer.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {Event._meta.db_table}")
+            seen.append(cursor.fetchone()[0])
+    finally:
+        observer.close()
+
+    assert seen == [30, 20, 10, 0]
