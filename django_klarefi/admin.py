@@ -94,6 +94,16 @@ class EventChangeList(ChangeList):
         queryset = super().get_queryset(request, exclude_parameters)
         return queryset.defer("payload", "error")
 
+    @property
+    def is_filtered(self) -> bool:
+        """Whether a search, a filter or a date narrows the list (the search bar's count)."""
+        dates = f"{self.date_hierarchy}__" if self.date_hierarchy else None
+        return bool(
+            self.query
+            or self.has_active_filters
+            or (dates and any(name.startswith(dates) for name in self.params))
+        )
+
     def date_drilldown(self) -> dict[str, Any]:
         """The context of ``admin/date_hierarchy.html``, from MIN/MAX of ``received_at``.
 

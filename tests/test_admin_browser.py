@@ -1,0 +1,291 @@
+"""The Event admin in a real browser: Debian's chromium, driven by Playwright, against
+pytest-django's live server (a real HTTP server on 127.0.0.1).
+
+Playwright's own browser download cannot work here, so the tests launch the system
+``/usr/bin/chromium``. Screenshots land in ``.artifacts/screenshots/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+from playwright import sync_api
+
+from django_klarefi.models import Event
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / ".artifacts" / "screenshots"
+PASSWORD = "correct-horse-battery"
+T = TypeVar("T")
+
+
+@pytest.fixture
+def open_browser(tmp_path: Path) -> Iterator[Callable[[], sync_api.Page]]:
+    """Start chromium, in a fresh profile (a new temporary user-data directory), on demand.
+
+    Create test data before calling it: while Playwright's sync API is active, its event
+    loop counts as running in this thread, and Django refuses ORM calls there. Later ORM
+    calls go through :func:`in_thread`.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def start() -> sync_api.Page:
+            playwright = stack.enter_context(sync_api.sync_playwright())
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"),
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1600, "height": 900},
+            )
+            stack.callback(context.close)
+            context.set_default_timeout(15_000)
+            return context.pages[0] if context.pages else context.new_page()
+
+        yield start
+
+
+def in_thread(function: Callable[[], T]) -> T:
+    """Run ORM code in a thread of its own, outside Playwright's event loop."""
+
+    def run() -> T:
+        try:
+            return function()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+@pytest.fixture
+def operator(django_user_model):
+    """A superuser: sees events, may reprocess and delete them."""
+    return django_user_model.objects.create_superuser("operator", "op@example.com", PASSWORD)
+
+
+def make_event(event_id: str, *, minutes_ago: int, **fields) -> Event:
+    received = timezone.now() - timedelta(minutes=minutes_ago)
+    event_type = fields.pop("event_type", "document.processed")
+    payload = fields.pop(
+        "payload",
+        {
+            "id": event_id,
+            "event": event_type,
+            "case_id": fields.get("case_id", ""),
+            "data": {"document_id": "doc_1", "document_type": "payslip", "confidence": 0.97},
+        },
+    )
+    return Event.objects.create(
+        event_id=event_id,
+        event_type=event_type,
+        payload=payload,
+        received_at=received,
+        last_received_at=received,
+        **fields,
+    )
+
+
+def log_in(page, live_server) -> None:
+    page.goto(live_server.url + "/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    sync_api.expect(page.locator("#site-name")).to_be_visible()
+    sync_api.expect(page.locator("body")).to_contain_text("Site administration")
+
+
+def open_changelist(page) -> None:
+    page.get_by_role("link", name="Klarefi events", exact=True).first.click()
+    sync_api.expect(page.locator("#changelist")).to_be_visible()
+
+
+def event_rows(page):
+    return page.locator("#result_list tbody tr")
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    target = SCREENSHOTS / name
+    page.screenshot(path=str(target), full_page=True)
+    return target
+
+
+def test_log_in_and_see_events_in_the_changelist(open_browser, live_server, operator):
+    make_event(
+        "evt_doc_1",
+        minutes_ago=30,
+        case_id="case_42",
+        session_id="sess_7",
+        status=Event.Status.PROCESSED,
+        attempts=1,
+        deliveries=1,
+    )
+    make_event(
+        "evt_skill_2",
+        minutes_ago=20,
+        event_type="skill.needs_review",
+        case_id="case_42",
+        status=Event.Status.PENDING,
+        deliveries=1,
+    )
+    make_event(
+        "evt_case_3",
+        minutes_ago=10,
+        event_type="case.completed",
+        case_id="case_43",
+        status=Event.Status.FAILED,
+        attempts=3,
+        deliveries=3,
+        error="RuntimeError: boom",
+    )
+
+    page = open_browser()
+    log_in(page, live_server)
+    open_changelist(page)
+
+    rows = event_rows(page)
+    sync_api.expect(rows).to_have_count(3)
+    # Newest first, with the failed one set apart.
+    sync_api.expect(rows.nth(0)).to_contain_text("evt_case_3")
+    sync_api.expect(rows.nth(2)).to_contain_text("evt_doc_1")
+    failed = rows.nth(0).locator(".klarefi-status-failed")
+    sync_api.expect(failed).to_have_text("Failed")
+    assert failed.evaluate("el => getComputedStyle(el).color") == "rgb(255, 255, 255)"
+    sync_api.expect(page.locator("a.klarefi-send-test")).to_have_text("Send test event")
+    assert screenshot(page, "admin-event-changelist.png").stat().st_size > 0
+
+
+def test_filter_by_status(open_browser, live_server, operator):
+    make_event("evt_ok", minutes_ago=3, status=Event.Status.PROCESSED)
+    make_event("evt_bad", minutes_ago=2, status=Event.Status.FAILED)
+    make_event("evt_wait", minutes_ago=1, status=Event.Status.PENDING)
+
+    page = open_browser()
+    log_in(page, live_server)
+    open_changelist(page)
+    sync_api.expect(event_rows(page)).to_have_count(3)
+    page.locator("#changelist-filter").get_by_role("link", name="Failed", exact=True).click()
+
+    sync_api.expect(page).to_have_url(re.compile(r"status=failed"))
+    sync_api.expect(event_rows(page)).to_have_count(1)
+    sync_api.expect(event_rows(page).first).to_contain_text("evt_bad")
+
+
+def test_open_an_event_and_see_the_pretty_payload(open_browser, live_server, operator):
+    make_event(
+        "evt_case_9",
+        minutes_ago=5,
+        event_type="case.completed",
+        case_id="case_9",
+        status=Event.Status.FAILED,
+        attempts=2,
+        deliveries=2,
+        payload={
+            "id": "evt_case_9",
+            "event": "case.completed",
+            "case_id": "case_9",
+            "data": {"outcome": "approved", "note": "<script>window.pwned = 1</script>"},
+        },
+        error=(
+            "Traceback (most recent call last):\n"
+            '  File "/app/handlers.py", line 12, in on_case_completed\n'
+            "    raise RuntimeError('CRM unavailable')\n"
+            "RuntimeError: CRM unavailable"
+        ),
+    )
+
+    page = open_browser()
+    log_in(page, live_server)
+    open_changelist(page)
+    page.get_by_role("link", name="evt_case_9").click()
+
+    payload = page.locator("pre.klarefi-payload")
+    sync_api.expect(payload).to_be_visible()
+    text = payload.inner_text()
+    assert '\n  "case_id": "case_9"' in text  # indented JSON
+    assert '\n    "note": "<script>window.pwned = 1</script>"' in text  # shown as text
+    assert page.evaluate("window.pwned") is None  # and never run
+    sync_api.expect(page.locator("pre.klarefi-error")).to_contain_text(
+        "RuntimeError: CRM unavailable"
+    )
+    assert page.locator("input[name=_save]").count() == 0
+    assert screenshot(page, "admin-event-change.png").stat().st_size > 0
+
+
+def test_reprocess_a_failed_event_whose_handler_now_succeeds(
+    open_browser, live_server, operator, handlers
+):
+    event = make_event(
+        "evt_retry", minutes_ago=5, status=Event.Status.FAILED, attempts=1, error="boom"
+    )
+
+    page = open_browser()
+    log_in(page, live_server)
+    open_changelist(page)
+    row = event_rows(page).filter(has_text="evt_retry")
+    sync_api.expect(row.locator(".klarefi-status-failed")).to_be_visible()
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "reprocess_events")
+    page.click("button[name=index]")
+
+    sync_api.expect(page.locator(".messagelist")).to_contain_text("1 event succeeded, 0 failed.")
+    sync_api.expect(
+        event_rows(page).filter(has_text="evt_retry").locator(".klarefi-status-processed")
+    ).to_have_text("Processed")
+    in_thread(event.refresh_from_db)
+    assert (event.status, event.attempts, event.error) == ("processed", 2, "")
+    assert handlers.names == ["typed", "event_received"]
+
+
+def test_send_a_test_event_and_see_it(open_browser, live_server, operator, handlers):
+    page = open_browser()
+    log_in(page, live_server)
+    open_changelist(page)
+    page.click("a.klarefi-send-test")
+
+    sync_api.expect(page.locator("h1")).to_have_text("Send test event")
+    page.select_option("#id_event_type", "skill.resolved")
+    page.fill("#id_case_id", "case_browser")
+    page.get_by_role("button", name="Send test event").click()
+
+    message = page.locator(".messagelist")
+    sync_api.expect(message).to_contain_text("Sent skill.resolved")
+    sync_api.expect(message).to_contain_text("HTTP 200")
+    event = in_thread(Event.objects.get)
+    assert (event.event_type, event.case_id, event.status) == (
+        "skill.resolved",
+        "case_browser",
+        "processed",
+    )
+    message.get_by_role("link", name=event.event_id).click()
+    sync_api.expect(page.locator(".field-case_id .readonly")).to_have_text("case_browser")
+    sync_api.expect(page.locator("pre.klarefi-payload")).to_contain_text('"skill.resolved"')
+    open_changelist(page)
+    sync_api.expect(event_rows(page).first).to_contain_text(event.event_id)
+    assert handlers.names == ["typed", "event_received"]
