@@ -55,6 +55,11 @@ logger = logging.getLogger("django_klarefi")
 
 Status = Event.Status
 
+#: Deeper payloads are refused (400): Python's JSON parser accepts nesting up to its
+#: recursion limit, but storing such a payload (and handler code walking it) recurses
+#: deeper than parsing did, and would fail with RecursionError.
+MAX_PAYLOAD_DEPTH = 100
+
 
 class Outcome(enum.StrEnum):
     """What became of a delivery or a processing attempt."""
@@ -320,6 +325,8 @@ def _event_fields(payload: dict[str, Any], raw_body: bytes, signed_at: int) -> d
     event_type = payload["event"]
     if len(event_type) > EVENT_TYPE_MAX_LENGTH:
         raise InvalidEvent(f"The event type is longer than {EVENT_TYPE_MAX_LENGTH} characters.")
+    if _too_deep(payload, raw_body):
+        raise InvalidEvent(f"The payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep.")
     # The payload's id when it has a usable one; otherwise a digest of the exact bytes,
     # so that a redelivery of the same body is still recognised.
     event_id = _reference(payload.get("id"), EVENT_ID_MAX_LENGTH)
@@ -333,6 +340,24 @@ def _event_fields(payload: dict[str, Any], raw_body: bytes, signed_at: int) -> d
         "payload": payload,
         "signed_at": _datetime(signed_at),
     }
+
+
+def _too_deep(payload: dict[str, Any], raw_body: bytes) -> bool:
+    # Cheap first: a body with few brackets cannot be deep. Then an iterative walk, as
+    # a recursive one would hit the very limit it checks for.
+    if raw_body.count(b"{") + raw_body.count(b"[") <= MAX_PAYLOAD_DEPTH:
+        return False
+    level: list[Any] = [payload]
+    for _ in range(MAX_PAYLOAD_DEPTH):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _reference(value: object, max_length: int) -> str:
