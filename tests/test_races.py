@@ -17,7 +17,6 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.db import connection, connections
@@ -34,9 +33,8 @@ from tests.raceapp.delivery import (
     post_until_accepted,
     wait_for,
 )
-from tests.raceapp.handlers import race_handler
+from tests.raceapp.handlers import committed_runs, handler_runs, race_handler, race_payload
 from tests.servers import django_process, gunicorn
-from tests.testapp.models import HandlerRecord
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -47,26 +45,6 @@ CONCURRENCY = 50 if ON_POSTGRES else 8
 SETTINGS = {"sync": "tests.settings_races", "task": "tests.settings_races_tasks"}
 TASK_TABLE = "django_tasks_database_dbtaskresult"
 MODES = ["sync", pytest.param("task", marks=pytest.mark.postgres)]
-
-
-def race_payload(event_id: str, log: Path, **race: object) -> dict[str, object]:
-    return {
-        "id": event_id,
-        "event": "case.completed",
-        "case_id": f"case_{event_id}",
-        "race": {"log": str(log), **{key: str(value) for key, value in race.items()}},
-    }
-
-
-def handler_runs(log: Path) -> Counter[str]:
-    """How many times the handler started, per event id (rolled-back runs included)."""
-    if not log.exists():
-        return Counter()
-    return Counter(line.split()[1] for line in log.read_text().splitlines())
-
-
-def committed_runs(event_id: str) -> int:
-    return HandlerRecord.objects.filter(event_id=event_id).count()
 
 
 def prepare_task_tables() -> None:

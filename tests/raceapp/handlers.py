@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,23 @@ def race_handler(sender: type[Event], event: Event, **kwargs: Any) -> None:
             if time.monotonic() > deadline:
                 raise RaceHandlerError("never released")
             time.sleep(0.02)
+
+
+def race_payload(event_id: str, log: Path, **race: object) -> dict[str, object]:
+    return {
+        "id": event_id,
+        "event": "case.completed",
+        "case_id": f"case_{event_id}",
+        "race": {"log": str(log), **{key: str(value) for key, value in race.items()}},
+    }
+
+
+def handler_runs(log: Path) -> Counter[str]:
+    """How many times the handler started, per event id (rolled-back runs included)."""
+    if not log.exists():
+        return Counter()
+    return Counter(line.split()[1] for line in log.read_text().splitlines())
+
+
+def committed_runs(event_id: str) -> int:
+    return HandlerRecord.objects.filter(event_id=event_id).count()
