@@ -1,0 +1,12 @@
+"""Both views under one URLconf, behind the same middleware."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+from bench.baseline import baseline_webhook
+
+urlpatterns = [
+    path("baseline/", baseline_webhook, name="baseline"),
+    path("webhooks/klarefi/", include("django_klarefi.urls")),
+]
