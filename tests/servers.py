@@ -125,6 +125,8 @@ def django_process(
 
 @contextlib.contextmanager
 def _process(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    # Each process's output goes to a log under the git-ignored .artifacts/, for debugging.
+    (ROOT / ".artifacts").mkdir(exist_ok=True)
     log = open(ROOT / ".artifacts" / f"proc-{os.getpid()}-{free_port()}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
