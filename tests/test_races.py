@@ -45,6 +45,8 @@ CONCURRENCY = 50 if ON_POSTGRES else 8
 SETTINGS = {"sync": "tests.settings_races", "task": "tests.settings_races_tasks"}
 TASK_TABLE = "django_tasks_database_dbtaskresult"
 MODES = ["sync", pytest.param("task", marks=pytest.mark.postgres)]
+# The documented retry-later answers; SQLite has no row locks, so never 409 there.
+ALLOWED = {200} | (RETRY_LATER if ON_POSTGRES else {503})
 
 
 def prepare_task_tables() -> None:
@@ -106,7 +108,7 @@ def test_concurrent_deliveries_of_one_event_store_and_run_it_once(mode, tmp_path
 
     statuses = Counter(answer.status for answer in answers)
     assert 500 not in statuses
-    assert set(statuses) <= {200} | RETRY_LATER, statuses
+    assert set(statuses) <= ALLOWED, statuses
     accepted = statuses[200]
     assert accepted >= 1
     for answer in answers:
@@ -145,7 +147,7 @@ def test_distinct_events_mixed_with_duplicates_are_each_processed_once(mode, tmp
                 assert post_until_accepted(base, delivery).status == 200
 
     statuses = Counter(answer.status for answer in answers)
-    assert set(statuses) <= {200} | RETRY_LATER, statuses
+    assert set(statuses) <= ALLOWED, statuses
     stored = {event.event_id: event for event in Event.objects.all()}
     assert set(stored) == set(events)
     for event_id, event in stored.items():
