@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import importlib.util
 import io
 import json
 import os
@@ -346,6 +347,12 @@ def _no_op_receiver(sender: Any, event: Any, **kwargs: Any) -> None:
 def run(args: argparse.Namespace, handler: Callable[..., Any]) -> dict[str, Measured]:
     from django.db import connection
 
+    tasks_installed = any(
+        importlib.util.find_spec(name) is not None for name in ("django.tasks", "django_tasks")
+    )
+    if not (args.no_task or tasks_installed):
+        print("No Tasks framework is installed: skipping task mode.", file=sys.stderr)
+        args.no_task = True
     scenarios = [s for s in SCENARIOS if not (s == "task" and args.no_task)]
     requests = Requests()
     results = {scenario: Measured() for scenario in scenarios}
