@@ -22,6 +22,7 @@ import enum
 import hashlib
 import logging
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -111,7 +112,8 @@ def receive_event(payload: dict[str, Any], *, raw_body: bytes, signed_at: int) -
     """Store one verified delivery and process or queue it.
 
     A new event costs one transaction: the INSERT, then (sync mode) the handlers, then
-    the commit. A redelivery of a processed event costs one UPDATE.
+    the commit; in task mode, the INSERT alone. A redelivery of a processed event costs
+    one UPDATE.
     """
     fields = _event_fields(payload, raw_body, signed_at)
     using = router.db_for_write(Event)
@@ -123,8 +125,13 @@ def receive_event(payload: dict[str, Any], *, raw_body: bytes, signed_at: int) -
         # or (when a handler raises) roll back together, so "processed" is never visible
         # for an event whose handlers did not all succeed.
         event.status, event.attempts, event.processed_at = Status.PROCESSED, 1, now
+    # Task mode's INSERT is the only statement: in autocommit it needs no BEGIN/COMMIT
+    # pair, and on_commit then enqueues at once. Inside a caller's transaction, a savepoint
+    # still keeps a duplicate's IntegrityError from breaking that transaction.
+    in_transaction = connections[using].in_atomic_block
+    block = transaction.atomic(using=using) if not queue or in_transaction else nullcontext()
     try:
-        with transaction.atomic(using=using):
+        with block:
             try:
                 # The INSERT is the transaction's first statement. On SQLite that takes the
                 # write lock at once, waiting out its busy timeout if need be, instead of
