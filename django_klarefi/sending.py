@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "ApiAnswer",
     "Delivery",
+    "HttpAnswer",
     "SendingNotConfigured",
     "default_url",
     "request_api_test_event",
@@ -56,17 +57,15 @@ class SendingNotConfigured(ImproperlyConfigured):
     """A test event cannot be sent: no signing secret, no API key, no receiver URL."""
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """The outcome of one test event sent to the receiver."""
+@dataclass(frozen=True, kw_only=True)
+class HttpAnswer:
+    """What came back from one POST: the status, how long it took, and the body."""
 
-    event_type: str
-    event_id: str
     status: int | None
     """The HTTP status; None when there was no HTTP answer (refused, timeout, bad URL)."""
     milliseconds: float
     body: str
-    """The response body, truncated; it never contains a secret."""
+    """The response body, truncated; it never contains a secret or an API key."""
     error: str = ""
     """A one-line explanation when ``status`` is None."""
 
@@ -76,21 +75,19 @@ class Delivery:
         return self.status is not None and 200 <= self.status < 300
 
 
-@dataclass(frozen=True)
-class ApiAnswer:
+@dataclass(frozen=True, kw_only=True)
+class Delivery(HttpAnswer):
+    """The outcome of one test event sent to the receiver."""
+
+    event_type: str
+    event_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiAnswer(HttpAnswer):
     """Klarefi's answer to ``POST /api/v1/webhooks/test`` (see :func:`request_api_test_event`)."""
 
     url: str
-    status: int | None
-    milliseconds: float
-    body: str
-    """The response body, truncated; never contains the API key or the signing secret."""
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """True for a 2xx answer."""
-        return self.status is not None and 200 <= self.status < 300
 
 
 def default_url() -> str:

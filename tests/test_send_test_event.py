@@ -485,7 +485,12 @@ def test_via_api_unreachable_is_a_clear_error():
     [(200, True), (204, True), (299, True), (301, False), (500, False), (None, False)],
 )
 def test_delivery_ok_means_2xx(status, ok):
-    assert Delivery("case.completed", "evt_1", status, 1.0, "").ok is ok
+    assert (
+        Delivery(
+            event_type="case.completed", event_id="evt_1", status=status, milliseconds=1.0, body=""
+        ).ok
+        is ok
+    )
 
 
 def test_redirects_are_reported_not_followed():

@@ -15,13 +15,13 @@ Every run writes one ``HandlerRecord``, so committed runs can be counted in the 
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from django_klarefi.models import Event
+from tests.handler_effects import hold_until, log_run
 from tests.testapp.models import HandlerRecord
 
 HOLD_LIMIT_SECONDS = 90
@@ -34,11 +34,7 @@ class RaceHandlerError(RuntimeError):
 def race_handler(sender: type[Event], event: Event, **kwargs: Any) -> None:
     options = event.payload.get("race") or {}
     if "log" in options:
-        fd = os.open(options["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, f"{os.getpid()} {event.event_id}\n".encode())
-        finally:
-            os.close(fd)
+        log_run(options["log"], event.event_id)
     HandlerRecord.objects.create(event_id=event.event_id, handler="race")
     if "sleep" in options:
         time.sleep(float(options["sleep"]))
@@ -46,12 +42,7 @@ def race_handler(sender: type[Event], event: Event, **kwargs: Any) -> None:
         # The payload in the message: the secret-leak test checks that this is harmless.
         raise RaceHandlerError(f"handler failed on purpose for payload {event.payload!r}")
     if "hold_until" in options:
-        release = Path(options["hold_until"])
-        deadline = time.monotonic() + HOLD_LIMIT_SECONDS
-        while not release.exists():
-            if time.monotonic() > deadline:
-                raise RaceHandlerError("never released")
-            time.sleep(0.02)
+        hold_until(options["hold_until"], limit=HOLD_LIMIT_SECONDS, error=RaceHandlerError)
 
 
 def race_payload(event_id: str, log: Path, **race: object) -> dict[str, object]:

@@ -13,12 +13,10 @@ one is steered by the payload's optional ``"task_test"`` object:
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
 from typing import Any
 
 from django_klarefi.models import Event
+from tests.handler_effects import hold_until, log_run
 from tests.testapp.models import HandlerRecord
 
 HOLD_LIMIT_SECONDS = 120
@@ -35,16 +33,7 @@ def typed_handler(sender: type[Event], event: Event, **kwargs: Any) -> None:
 def catch_all_handler(sender: type[Event], event: Event, **kwargs: Any) -> None:
     options = event.payload.get("task_test") or {}
     if "log" in options:
-        fd = os.open(options["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, f"{os.getpid()} {event.event_id}\n".encode())
-        finally:
-            os.close(fd)
+        log_run(options["log"], event.event_id)
     HandlerRecord.objects.create(event_id=event.event_id, handler="event_received")
     if "hold_until" in options:
-        release = Path(options["hold_until"])
-        deadline = time.monotonic() + HOLD_LIMIT_SECONDS
-        while not release.exists():
-            if time.monotonic() > deadline:
-                raise HeldTooLong(f"{release} was not created")
-            time.sleep(0.02)
+        hold_until(options["hold_until"], limit=HOLD_LIMIT_SECONDS, error=HeldTooLong)
