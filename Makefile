@@ -40,7 +40,7 @@ typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy django_klarefi
 
 tox: $(VENV)/.test-installed
-	PYENV_VERSION=3.11.7:3.12.1:3.13.0 $(VENV)/bin/tox
+	scripts/tox.sh
 
 bench: $(VENV)/.test-installed
 	$(PY) bench/run.py
