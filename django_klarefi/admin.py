@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
@@ -245,43 +246,28 @@ class EventAdmin(_ModelAdmin):
     change_list_template = "admin/django_klarefi/event/change_list.html"
     change_form_template = "admin/django_klarefi/event/change_form.html"
 
-    readonly_fields = (
-        "event_id",
-        "event_type",
-        "status_badge",
-        "case_id",
-        "session_id",
-        "deliveries",
-        "attempts",
-        "signed_at",
-        "received_at",
-        "last_received_at",
-        "processed_at",
-        "pretty_payload",
-        "last_error",
-    )
+    fieldsets = [
+        (None, {"fields": ["event_id", "event_type", "status_badge", "case_id", "session_id"]}),
+        (
+            _("Deliveries and attempts"),
+            {
+                "fields": [
+                    "deliveries",
+                    "attempts",
+                    "signed_at",
+                    "received_at",
+                    "last_received_at",
+                    "processed_at",
+                ]
+            },
+        ),
+        (_("Payload"), {"fields": ["pretty_payload"]}),
+    ]
+    # Everything shown is read-only: events come from Klarefi.
+    readonly_fields = [*flatten_fieldsets(fieldsets), "last_error"]
 
     def get_fieldsets(self, request: HttpRequest, obj: Event | None = None) -> Any:
-        fieldsets: list[tuple[Any, dict[str, Any]]] = [
-            (
-                None,
-                {"fields": ["event_id", "event_type", "status_badge", "case_id", "session_id"]},
-            ),
-            (
-                _("Deliveries and attempts"),
-                {
-                    "fields": [
-                        "deliveries",
-                        "attempts",
-                        "signed_at",
-                        "received_at",
-                        "last_received_at",
-                        "processed_at",
-                    ]
-                },
-            ),
-            (_("Payload"), {"fields": ["pretty_payload"]}),
-        ]
+        fieldsets = list(super().get_fieldsets(request, obj))
         if obj is not None and obj.error:
             fieldsets.append((_("Last error"), {"fields": ["last_error"]}))
         return fieldsets
