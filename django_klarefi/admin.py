@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 from collections import Counter
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -35,7 +34,7 @@ from django.utils.translation import ngettext
 from django_klarefi.event_types import EVENT_TYPES
 from django_klarefi.models import REFERENCE_MAX_LENGTH, Event
 from django_klarefi.paginator import EstimatedCountPaginator
-from django_klarefi.processing import Outcome, process_event
+from django_klarefi.processing import Outcome, events_in_pk_order, process_event
 from django_klarefi.samples import sample_event
 from django_klarefi.sending import SendingNotConfigured, send_test_event
 
@@ -324,7 +323,7 @@ class EventAdmin(_ModelAdmin):
     def reprocess_events(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
         """Run each selected event's handlers again through ``processing.process_event``."""
         outcomes: Counter[Outcome] = Counter()
-        for event in _in_pk_batches(queryset.only("pk", "event_id")):
+        for event in events_in_pk_order(queryset.only("pk", "event_id")):
             outcomes[process_event(event).outcome] += 1
         succeeded, failed = outcomes[Outcome.PROCESSED], outcomes[Outcome.FAILED]
         parts = [
@@ -436,25 +435,6 @@ class EventAdmin(_ModelAdmin):
             ),
             messages.SUCCESS if delivery.ok else messages.WARNING,
         )
-
-
-def _in_pk_batches(queryset: QuerySet[Event], size: int = 500) -> Iterator[Event]:
-    """The queryset's events in primary-key order, one short query per batch.
-
-    Processing changes the rows (their status, which a filter may select on) while the
-    loop runs: each batch starts after the last key seen, so none is skipped or repeated,
-    and no cursor stays open across the writes.
-    """
-    last = None
-    while True:
-        batch = queryset.order_by("pk")
-        if last is not None:
-            batch = batch.filter(pk__gt=last)
-        events = list(batch[:size])
-        yield from events
-        if len(events) < size:
-            return
-        last = events[-1].pk
 
 
 def _preformatted(text: str, css_class: str) -> SafeString:

@@ -22,6 +22,7 @@ import enum
 import hashlib
 import logging
 import traceback
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
-from django.db.models import F
+from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
 from django_klarefi.conf import conf
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidEvent",
     "Outcome",
     "Result",
+    "events_in_pk_order",
     "process_event",
     "receive_event",
     "send_event_signals",
@@ -55,6 +57,9 @@ __all__ = [
 logger = logging.getLogger("django_klarefi")
 
 Status = Event.Status
+
+#: Rows per query when walking many events (``events_in_pk_order``).
+CHUNK_SIZE = 500
 
 #: Deeper payloads are refused (400): Python's JSON parser accepts nesting up to its
 #: recursion limit, but storing such a payload (and handler code walking it) recurses
@@ -171,6 +176,27 @@ def process_event(event: Event, *, force: bool = False) -> Result:
     """
     using = router.db_for_write(Event)
     return _attempt(using, event_id=event.event_id, force=force)
+
+
+def events_in_pk_order(events: QuerySet[Event], *, chunk_size: int = CHUNK_SIZE) -> Iterator[Event]:
+    """``events`` in primary-key order, ``chunk_size`` rows per query, for callers that
+    process many events (the admin action, ``klarefi_reprocess``).
+
+    Processing changes the rows, maybe the very column a filter selects on, so each chunk
+    starts after the last key seen (keyset pagination): no event is skipped or repeated,
+    memory stays bounded, and no cursor stays open across the handlers' commits. Events
+    stored after the walk starts are left out. Choose the columns with ``.only()``.
+    """
+    last = events.aggregate(last=Max("pk"))["last"]
+    if last is None:
+        return
+    after = 0
+    while True:
+        chunk = list(events.filter(pk__gt=after, pk__lte=last).order_by("pk")[:chunk_size])
+        yield from chunk
+        if len(chunk) < chunk_size:
+            return
+        after = chunk[-1].pk
 
 
 def send_event_signals(event: Event) -> None:

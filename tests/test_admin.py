@@ -14,10 +14,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_klarefi.admin import DISPLAY_LIMIT, _in_pk_batches
+from django_klarefi.admin import DISPLAY_LIMIT
 from django_klarefi.event_types import EVENT_TYPES
 from django_klarefi.models import Event
 from django_klarefi.paginator import EstimatedCountPaginator
+from django_klarefi.processing import events_in_pk_order
 from tests.conftest import SECRET
 from tests.testapp.models import HandlerRecord
 
@@ -463,7 +464,7 @@ def test_batches_are_keyed_on_pk_while_processing_changes_the_filtered_column():
     for number in range(5):
         make_event(f"evt_{number}", status=Event.Status.FAILED)
     seen = []
-    for event in _in_pk_batches(Event.objects.filter(status="failed"), size=2):
+    for event in events_in_pk_order(Event.objects.filter(status="failed"), chunk_size=2):
         seen.append(event.event_id)
         Event.objects.filter(pk=event.pk).update(status=Event.Status.PROCESSED)
     assert seen == [f"evt_{number}" for number in range(5)]

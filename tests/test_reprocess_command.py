@@ -20,8 +20,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_klarefi.management.commands.klarefi_reprocess import CHUNK_SIZE
 from django_klarefi.models import Event
+from django_klarefi.processing import CHUNK_SIZE
 from django_klarefi.testing import post_event
 from tests.servers import ROOT, subprocess_env
 from tests.testapp.models import HandlerRecord

@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Max, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from django_klarefi.durations import InvalidDuration, cutoff, parse_duration
 from django_klarefi.models import Event
-from django_klarefi.processing import Outcome, process_event
+from django_klarefi.processing import Outcome, events_in_pk_order, process_event
 
 Status = Event.Status
 
-#: Rows fetched per query while iterating; only a few columns of each.
-CHUNK_SIZE = 500
+#: The only columns the listing needs: never the payloads.
+COLUMNS = ("pk", "event_id", "event_type", "status", "received_at")
 
 #: The summary's words for each outcome, in the summary's order.
 SUMMARY = {
@@ -115,7 +114,7 @@ class Command(BaseCommand):
         if not force:
             skipped = selection.filter(status=Status.PROCESSED)
             if list_skipped:
-                for event in _iterate(skipped):
+                for event in events_in_pk_order(skipped.only(*COLUMNS)):
                     outcomes[Outcome.ALREADY_PROCESSED] += 1
                     self._line(Outcome.ALREADY_PROCESSED, event, "skipped; --force runs it again")
             else:
@@ -123,7 +122,7 @@ class Command(BaseCommand):
             selection = selection.exclude(status=Status.PROCESSED)
 
         would_run = 0
-        for event in _iterate(selection):
+        for event in events_in_pk_order(selection.only(*COLUMNS)):
             if dry_run:
                 would_run += 1
                 self.stdout.write(
@@ -196,27 +195,6 @@ class Command(BaseCommand):
             style(f"{SUMMARY.get(outcome, str(outcome)):<18} {event.event_id}  {event.event_type}")
             + (f"  {detail}" if detail else "")
         )
-
-
-def _iterate(events: QuerySet[Event]) -> Iterator[Event]:
-    """The selected events in primary key order, CHUNK_SIZE rows per query.
-
-    Keyset pagination, so memory stays bounded on any table size, and no server-side cursor
-    is held open while handlers commit. Events stored after the start are left out.
-    """
-    last = events.aggregate(last=Max("pk"))["last"]
-    if last is None:
-        return
-    columns = ("pk", "event_id", "event_type", "status", "received_at")
-    after = 0
-    while True:
-        chunk = list(
-            events.filter(pk__gt=after, pk__lte=last).order_by("pk").only(*columns)[:CHUNK_SIZE]
-        )
-        yield from chunk
-        if len(chunk) < CHUNK_SIZE:
-            return
-        after = chunk[-1].pk
 
 
 def _detail(outcome: Outcome, event: Event | None) -> str:
