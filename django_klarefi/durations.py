@@ -6,12 +6,13 @@ Used by ``klarefi_prune_events --older-than``, ``klarefi_reprocess --older-than`
 
 from __future__ import annotations
 
+import argparse
 import re
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-__all__ = ["UNITS", "InvalidDuration", "cutoff", "parse_duration"]
+__all__ = ["UNITS", "InvalidDuration", "cutoff", "duration_argument", "parse_duration"]
 
 #: Unit letter -> the ``timedelta`` keyword it stands for.
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -48,6 +49,14 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(**{UNITS[unit]: number})
     except OverflowError:
         raise InvalidDuration(f"{text.strip()!r} is too long to be a duration.") from None
+
+
+def duration_argument(text: str) -> timedelta:
+    """:func:`parse_duration` as an argparse ``type=``: errors become usage errors."""
+    try:
+        return parse_duration(text)
+    except InvalidDuration as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cutoff(duration: timedelta, *, now: datetime | None = None) -> datetime:

@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from django_klarefi.conf import conf
-from django_klarefi.durations import InvalidDuration, cutoff, parse_duration
+from django_klarefi.durations import InvalidDuration, cutoff, duration_argument, parse_duration
 from django_klarefi.models import Event
 
 Status = Event.Status
@@ -37,7 +37,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=_duration,
+            type=duration_argument,
             metavar="DURATION",
             help="Delete events received longer ago than this: 90d, 12h, 10m, 30s or 2w. "
             "Default: KLAREFI_EVENT_RETENTION.",
@@ -144,13 +144,6 @@ def _cutoff(older_than: timedelta | None) -> datetime:
         return cutoff(older_than)
     except InvalidDuration as exc:
         raise CommandError(f"--older-than: {exc}") from None
-
-
-def _duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except InvalidDuration as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:

@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from django_klarefi.durations import InvalidDuration, cutoff, parse_duration
+from django_klarefi.durations import InvalidDuration, cutoff, duration_argument
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, events_in_pk_order, process_event
 
@@ -82,7 +82,7 @@ class Command(BaseCommand):
         )
         chosen.add_argument(
             "--older-than",
-            type=_duration,
+            type=duration_argument,
             metavar="DURATION",
             help="Received longer ago than this (90d, 12h, 10m, 30s). With --pending, this "
             "recovers events that were stored but never enqueued.",
@@ -219,13 +219,6 @@ def _moment(value: datetime) -> str:
     if timezone.is_aware(value):
         value = timezone.localtime(value)
     return value.isoformat(" ", "seconds")
-
-
-def _duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except InvalidDuration as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _since(text: str) -> datetime:
