@@ -33,6 +33,12 @@ class Settings:
         return ()
 
     @property
+    def SIGNING_SECRET(self) -> str | None:
+        """The secret that signs test events: the first configured one, or None."""
+        secrets = self.WEBHOOK_SECRETS
+        return secrets[0] if secrets else None
+
+    @property
     def WEBHOOK_TOLERANCE(self) -> int:
         """``KLAREFI_WEBHOOK_TOLERANCE``: seconds a signature's ``t`` may be off. Default 300."""
         return getattr(settings, "KLAREFI_WEBHOOK_TOLERANCE", DEFAULT_TOLERANCE)

@@ -117,7 +117,7 @@ def send_test_event(
     Raises :class:`SendingNotConfigured` when no secret is available or no URL can be
     found; every delivery problem (refused, timeout, bad URL, non-2xx) is in the result.
     """
-    signing_secret = secret if secret is not None else _first_secret()
+    signing_secret = secret if secret is not None else conf.SIGNING_SECRET
     if not signing_secret:
         raise SendingNotConfigured(
             "No signing secret: set KLAREFI_WEBHOOK_SECRET or pass a secret (--secret)."
@@ -163,7 +163,7 @@ def request_api_test_event(
     key = api_key if api_key is not None else conf.API_KEY
     if not key:
         raise SendingNotConfigured("No API key: set KLAREFI_API_KEY to use --via-api.")
-    secret = signing_secret if signing_secret is not None else _first_secret()
+    secret = signing_secret if signing_secret is not None else conf.SIGNING_SECRET
     if not secret:
         raise SendingNotConfigured(
             "No signing secret: set KLAREFI_WEBHOOK_SECRET or pass a secret (--secret)."
@@ -184,11 +184,6 @@ def request_api_test_event(
         body=_clean(text, secrets),
         error=_clean(error, secrets),
     )
-
-
-def _first_secret() -> str | None:
-    secrets = conf.WEBHOOK_SECRETS
-    return secrets[0] if secrets else None
 
 
 def _webhook_path() -> str:
@@ -224,7 +219,7 @@ def _post_in_process(
         secure=secure or bool(getattr(settings, "SECURE_SSL_REDIRECT", False)),
         HTTP_HOST=host,
     )
-    milliseconds = (time.perf_counter() - start) * 1000
+    milliseconds = _since(start)
     text = response.content.decode("utf-8", "replace") if not response.streaming else ""
     return response.status_code, text, "", milliseconds
 

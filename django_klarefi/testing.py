@@ -15,6 +15,7 @@ import json
 import time
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
@@ -37,7 +38,9 @@ def signature_header(
 ) -> str:
     """An ``X-Klarefi-Signature`` value for ``body``, signed with ``secret`` or the first
     configured ``KLAREFI_WEBHOOK_SECRET``."""
-    signing_secret = secret if secret is not None else conf.WEBHOOK_SECRETS[0]
+    signing_secret = secret if secret is not None else conf.SIGNING_SECRET
+    if signing_secret is None:
+        raise ImproperlyConfigured("Set KLAREFI_WEBHOOK_SECRET, or pass secret=.")
     return sign_webhook_payload(
         body, signing_secret, int(time.time()) if timestamp is None else timestamp
     )
