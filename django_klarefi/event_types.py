@@ -16,7 +16,3 @@ EVENT_TYPES: dict[str, str] = {
     "case.completed": "Processing of a case completed",
 }
 
-
-def signal_name(event_type: str) -> str:
-    """The name of a type's signal in :mod:`django_klarefi.signals`: dots become underscores."""
-    return event_type.replace(".", "_")
