@@ -15,4 +15,3 @@ EVENT_TYPES: dict[str, str] = {
     "session.expired": "Session TTL expired",
     "case.completed": "Processing of a case completed",
 }
-
