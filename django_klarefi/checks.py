@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from django_klarefi import tasks
 from django_klarefi.conf import PROCESSING_MODES, conf
 from django_klarefi.durations import InvalidDuration, parse_duration
 
@@ -118,12 +119,11 @@ def check_task_processing(**kwargs: Any) -> list[CheckMessage]:
     """
     if conf.PROCESSING != "task":
         return []
-    try:
-        from django_klarefi import tasks
-    except ImportError as exc:
+    if tasks.FRAMEWORK_MISSING is not None:
         return [
             Error(
-                f'KLAREFI_PROCESSING is "task", but no Tasks framework can be imported ({exc}).',
+                'KLAREFI_PROCESSING is "task", but no Tasks framework can be imported '
+                f"({tasks.FRAMEWORK_MISSING}).",
                 hint="Use Django 6.0 or newer (django.tasks), or on Django 5.2 install the "
                 "backport: pip install 'django-klarefi[tasks]'.",
                 id="django_klarefi.E006",

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+
+#: The shortest retention that outlives Klarefi's whole retry schedule: its page retries
+#: after 1 min, 5 min, 30 min and 2 h, so the last attempt comes 2 h 36 min after the
+#: first. A processed event pruned before then is not recognised by a late retry, whose
+#: handlers would run again. ``KLAREFI_EVENT_RETENTION`` (check) and
+#: ``klarefi_prune_events --older-than`` refuse anything shorter.
+MIN_EVENT_RETENTION = timedelta(hours=3)
 
 DEFAULT_TOLERANCE = 300
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024

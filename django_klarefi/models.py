@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 EVENT_ID_MAX_LENGTH = 255
 EVENT_TYPE_MAX_LENGTH = 100
 REFERENCE_MAX_LENGTH = 255
+
+#: The top-level payload key that marks a test event built by django-klarefi (the samples
+#: behind ``klarefi_send_test_event``, the admin's send-test page and ``testing``).
+TEST_EVENT_KEY = "django_klarefi_test"
+
+# A JSON \u0000 escape (not an escaped backslash followed by "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+# The one key of a stored payload that holds another payload as JSON text (below).
+_ENCODED_KEY = "$django_klarefi_json"
+
+
+class PayloadField(models.JSONField):  # type: ignore[type-arg]
+    """A JSONField that stores any JSON value losslessly, U+0000 included.
+
+    PostgreSQL's ``jsonb`` cannot hold U+0000 (a JSON ``\\u0000``), which occurs in text
+    extracted from documents. A value that contains it is stored as
+    ``{"$django_klarefi_json": "<the value as JSON text>"}`` (JSON text escapes U+0000, so
+    the column can hold it), and read back as the original value. So is a value that is
+    itself a one-key object with that key, so that decoding is always exact. The same
+    encoding is used on every database. Key lookups in queries do not see into an encoded
+    value.
+    """
+
+    def get_prep_value(self, value: Any) -> Any:
+        if _needs_encoding(value):
+            value = {_ENCODED_KEY: json.dumps(value)}
+        return super().get_prep_value(value)
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        value = super().from_db_value(value, expression, connection)
+        if isinstance(value, dict) and len(value) == 1:
+            encoded = value.get(_ENCODED_KEY)
+            if isinstance(encoded, str):
+                return json.loads(encoded)
+        return value
+
+
+def _needs_encoding(value: Any) -> bool:
+    if isinstance(value, dict) and len(value) == 1 and _ENCODED_KEY in value:
+        return True
+    if not isinstance(value, dict | list | str):
+        return False
+    # json.dumps escapes U+0000 as \u0000 wherever it is, in a key or a string; the
+    # substring test is the fast common case, the pattern tells it from an escaped "\".
+    text = json.dumps(value)
+    return "\\u0000" in text and _NUL_ESCAPE.search(text) is not None
 
 
 class Event(models.Model):
@@ -27,7 +78,7 @@ class Event(models.Model):
     event_type = models.CharField(_("event type"), max_length=EVENT_TYPE_MAX_LENGTH)
     case_id = models.CharField(_("case id"), max_length=REFERENCE_MAX_LENGTH, blank=True)
     session_id = models.CharField(_("session id"), max_length=REFERENCE_MAX_LENGTH, blank=True)
-    payload = models.JSONField(_("payload"))
+    payload = PayloadField(_("payload"))
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
     )
@@ -43,6 +94,12 @@ class Event(models.Model):
     signed_at = models.DateTimeField(
         _("signed at"), null=True, blank=True, help_text=_("The signature header's t.")
     )
+    is_test = models.BooleanField(
+        _("test event"),
+        default=False,
+        help_text=_("Built by django-klarefi as a test event: its payload has "
+                    '"django_klarefi_test": true.'),
+    )
     received_at = models.DateTimeField(_("received at"))
     last_received_at = models.DateTimeField(_("last received at"))
     processed_at = models.DateTimeField(
@@ -55,7 +112,10 @@ class Event(models.Model):
     class Meta:
         verbose_name = _("Klarefi event")
         verbose_name_plural = _("Klarefi events")
-        permissions = [("reprocess_event", _("Can reprocess Klarefi events"))]
+        permissions = [
+            ("reprocess_event", _("Can reprocess Klarefi events")),
+            ("send_test_event", _("Can send signed test events to the receiver")),
+        ]
         indexes = [
             # The admin's default ordering and its date drill-down.
             models.Index(fields=["-received_at", "-id"], name="klarefi_event_received"),

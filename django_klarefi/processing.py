@@ -2,45 +2,45 @@
 
 Two entry points, and everything else goes through them:
 
-* :func:`receive_event` takes a verified delivery (the view's only call). It stores a
-  new event and runs its handlers (``KLAREFI_PROCESSING = "sync"``) or queues them
-  (``"task"``); a redelivery is counted and, unless already processed, run or queued again.
-* :func:`process_event` runs a stored event's handlers now: the admin action,
-  ``klarefi_reprocess``, the task and the send-test page all call it.
+* :func:`receive_event` takes a verified delivery (the receiver's only call). It stores a
+  new event and runs its handlers, or, given ``enqueue``, queues them; a redelivery is
+  counted and, unless already processed, run or queued again.
+* :func:`process_event` runs a stored event's handlers now: the admin, the API,
+  ``klarefi_reprocess`` and the task all call it.
 
-Status, attempts, deliveries and error are written here and nowhere else. No status is
-ever persisted while handlers run ("processing"): an attempt holds a lock inside a
-transaction instead, so a crashed process leaves the row as it was before the attempt,
-where a redelivery, ``klarefi_reprocess`` or the admin can pick it up.
+Both run the handlers through one function, :func:`_attempt_handlers`, so receivers see
+the same state whichever path ran them: ``event.status == "processed"``, ``event.error``
+empty, ``event.processed_at`` this attempt's start and ``event.attempts`` counting this
+attempt. That is the row as it commits if every receiver succeeds: it is written before
+the receivers run, in the same transaction as their writes. Anything that fails up to and
+including the COMMIT rolls all of it back, and the failure (status ``failed``, the
+traceback, the attempt) is then written in a transaction of its own.
 
-This module knows nothing of HTTP.
+No status is ever persisted while handlers run: an attempt holds the row (a new row's
+INSERT, or a lock) inside its transaction, so a crashed process leaves the row as it was
+before the attempt, where a redelivery, ``klarefi_reprocess`` or the admin picks it up.
+
+Status, attempts, deliveries and error are written here and nowhere else. This module
+knows nothing of HTTP, nor of the Tasks framework: task mode passes ``enqueue``.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import partial
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
-from django_klarefi.conf import conf
-from django_klarefi.models import (
-    EVENT_ID_MAX_LENGTH,
-    EVENT_TYPE_MAX_LENGTH,
-    REFERENCE_MAX_LENGTH,
-    Event,
-)
+from django_klarefi.models import Event
+from django_klarefi.payloads import InvalidEvent, event_fields
 from django_klarefi.signals import EVENT_SIGNALS, event_received
 
 __all__ = [
@@ -58,13 +58,15 @@ logger = logging.getLogger("django_klarefi")
 
 Status = Event.Status
 
+#: Enqueues an event's processing; called after the event's row commits.
+Enqueue = Callable[[Event], None]
+
 #: Rows per query when walking many events (``events_in_pk_order``).
 CHUNK_SIZE = 500
 
-#: Deeper payloads are refused (400): Python's JSON parser accepts nesting up to its
-#: recursion limit, but storing such a payload (and handler code walking it) recurses
-#: deeper than parsing did, and would fail with RecursionError.
-MAX_PAYLOAD_DEPTH = 100
+# How often a delivery tries to store an event whose row keeps vanishing (deleted between
+# the INSERT that found it and the lock that wants it) before asking for a retry.
+_STORE_TRIES = 3
 
 
 class Outcome(enum.StrEnum):
@@ -78,10 +80,12 @@ class Outcome(enum.StrEnum):
     QUEUED = "queued"
     #: Stored as pending, but enqueueing the task raised: retry the delivery.
     NOT_QUEUED = "not_queued"
-    #: A handler raised; the event is stored as failed with the traceback.
+    #: A handler (or the commit of their writes) failed; stored as failed with the error.
     FAILED = "failed"
     #: Another process is running this event's handlers right now: retry later.
     IN_FLIGHT = "in_flight"
+    #: The event's row no longer exists (deleted meanwhile); nothing ran.
+    MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,6 @@ class Result:
     event: Event | None = None
 
 
-class InvalidEvent(ValueError):
-    """A verified payload that cannot be stored as an event."""
-
-
 class EnqueueFailed(Exception):
     """The task backend refused the task; the event stays pending."""
 
@@ -104,66 +104,43 @@ class _AlreadyStored(Exception):
     pass
 
 
-class _HandlerFailed(Exception):
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
 class _EventLocked(Exception):
     pass
 
 
-def receive_event(payload: dict[str, Any], *, raw_body: bytes, signed_at: int) -> Result:
-    """Store one verified delivery and process or queue it.
+class _EventMissing(Exception):
+    pass
 
-    A new event costs one transaction: the INSERT, then (sync mode) the handlers, then
-    the commit; in task mode, the INSERT alone. A redelivery of a processed event costs
-    one UPDATE.
+
+def receive_event(
+    payload: dict[str, Any],
+    *,
+    raw_body: bytes,
+    signed_at: int,
+    enqueue: Enqueue | None = None,
+) -> Result:
+    """Store one verified delivery and process it now, or queue it with ``enqueue``.
+
+    A new event costs one transaction: the INSERT, the handlers, the COMMIT; queued, the
+    INSERT alone. A redelivery of a processed event costs one UPDATE, and never waits on
+    handlers running elsewhere. Raises :class:`InvalidEvent` for a payload that cannot be
+    stored, and ``DatabaseError`` when the database cannot be reached: nothing is written.
     """
-    fields = _event_fields(payload, raw_body, signed_at)
+    fields = event_fields(payload, raw_body, signed_at)
     using = router.db_for_write(Event)
-    queue = conf.PROCESSING == "task"
     now = timezone.now()
-    event = Event(**fields, deliveries=1, received_at=now, last_received_at=now)
-    if not queue:
-        # Written as processed up front: the row and the handlers' writes commit together,
-        # or (when a handler raises) roll back together, so "processed" is never visible
-        # for an event whose handlers did not all succeed.
-        event.status, event.attempts, event.processed_at = Status.PROCESSED, 1, now
-    # Task mode's INSERT is the only statement: in autocommit it needs no BEGIN/COMMIT
-    # pair, and on_commit then enqueues at once. Inside a caller's transaction, a savepoint
-    # still keeps a duplicate's IntegrityError from breaking that transaction.
-    in_transaction = connections[using].in_atomic_block
-    block = transaction.atomic(using=using) if not queue or in_transaction else nullcontext()
-    try:
-        with block:
-            try:
-                # The INSERT is the transaction's first statement. On SQLite that takes the
-                # write lock at once, waiting out its busy timeout if need be, instead of
-                # failing with "database is locked" on a later write (as a deferred
-                # transaction that reads first does). On PostgreSQL, a concurrent delivery
-                # of the same event waits here until this one commits or rolls back.
-                event.save(force_insert=True, using=using)
-            except IntegrityError:
-                raise _AlreadyStored from None
-            if queue:
-                transaction.on_commit(partial(_enqueue, event), using=using, robust=False)
-            else:
-                try:
-                    send_event_signals(event)
-                except Exception:
-                    _log_handler_failure(event)
-                    raise _HandlerFailed(traceback.format_exc()) from None
-    except _AlreadyStored:
-        return _receive_again(fields["event_id"], using=using, now=now, queue=queue)
-    except _HandlerFailed as failure:
-        # The rollback took the row with the handlers' writes. Record the failure in a
-        # transaction of its own, so that it survives and the event can be retried.
-        return _record_failed_delivery(fields, using=using, now=now, error=failure.error)
-    except EnqueueFailed:
-        # Committed as pending; the redelivery (or klarefi_reprocess --pending) queues it.
-        return Result(Outcome.NOT_QUEUED, event.event_id, event)
-    return Result(Outcome.QUEUED if queue else Outcome.PROCESSED, event.event_id, event)
+    for _ in range(_STORE_TRIES):
+        try:
+            return _store_new(Event(**fields), using, now, enqueue)
+        except _AlreadyStored:
+            pass
+        # Outside the except block, so that no traceback recorded from here on carries
+        # the duplicate key as its context.
+        try:
+            return _receive_again(fields["event_id"], using=using, now=now, enqueue=enqueue)
+        except _EventMissing:
+            continue  # deleted since the INSERT found it: store it again, as new
+    return Result(Outcome.IN_FLIGHT, fields["event_id"])
 
 
 def process_event(event: Event, *, force: bool = False) -> Result:
@@ -172,10 +149,14 @@ def process_event(event: Event, *, force: bool = False) -> Result:
     The row is locked for the attempt: on PostgreSQL (and other databases with
     ``SELECT ... FOR UPDATE NOWAIT``), an event whose handlers are already running
     elsewhere returns ``IN_FLIGHT`` at once; on SQLite, attempts queue on the database's
-    write lock. A processed event is left alone unless ``force`` is true.
+    write lock. A processed event is left alone unless ``force`` is true. An event deleted
+    meanwhile returns ``MISSING``.
     """
     using = router.db_for_write(Event)
-    return _attempt(using, event_id=event.event_id, force=force)
+    try:
+        return _attempt(using, event.event_id, force=force)
+    except _EventMissing:
+        return Result(Outcome.MISSING, event.event_id)
 
 
 def events_in_pk_order(events: QuerySet[Event], *, chunk_size: int = CHUNK_SIZE) -> Iterator[Event]:
@@ -210,85 +191,241 @@ def send_event_signals(event: Event) -> None:
     event_received.send(sender=Event, event=event)
 
 
-def _receive_again(event_id: str, *, using: str, now: datetime, queue: bool) -> Result:
-    # Fast path: count a redelivery of a processed event with one UPDATE. It never waits
-    # on an attempt in flight: that row's committed status is not "processed", so the
-    # WHERE clause does not match it.
-    counted = (
-        Event.objects.using(using)
-        .filter(event_id=event_id, status=Status.PROCESSED)
-        .update(deliveries=F("deliveries") + 1, last_received_at=now)
-    )
-    if counted:
+def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None) -> Result:
+    """INSERT a new event, then run or queue its handlers. ``_AlreadyStored`` if it exists."""
+    event.deliveries, event.received_at, event.last_received_at = 1, now, now
+
+    def insert(event: Event) -> None:
+        try:
+            # The INSERT is the transaction's first statement. On SQLite that takes the
+            # write lock at once, waiting out its busy timeout if need be, instead of
+            # failing with "database is locked" on a later write (as a deferred
+            # transaction that reads first does). On PostgreSQL, a concurrent delivery
+            # of the same event waits here until this one commits or rolls back.
+            event.save(force_insert=True, using=using)
+        except IntegrityError:
+            raise _AlreadyStored from None
+
+    if enqueue is None:
+        return _attempt_handlers(using, begin=lambda: event, write=insert, delivered=True)
+    # Queued: the INSERT is the only statement. In autocommit it needs no BEGIN/COMMIT
+    # pair, and on_commit enqueues at once. Inside a caller's transaction, a savepoint
+    # still keeps a duplicate's IntegrityError from breaking that transaction.
+    in_transaction = connections[using].in_atomic_block
+    try:
+        with transaction.atomic(using=using) if in_transaction else nullcontext():
+            insert(event)
+            transaction.on_commit(lambda: _enqueue(enqueue, event), using=using)
+    except EnqueueFailed:
+        # Committed as pending; the redelivery (or klarefi_reprocess --pending) queues it.
+        return Result(Outcome.NOT_QUEUED, event.event_id, event)
+    return Result(Outcome.QUEUED, event.event_id, event)
+
+
+def _receive_again(event_id: str, *, using: str, now: datetime, enqueue: Enqueue | None) -> Result:
+    if _count_processed_redelivery(event_id, using, now):
         return Result(Outcome.ALREADY_PROCESSED, event_id)
-    return _attempt(using, event_id=event_id, delivered_at=now, queue=queue)
+    return _attempt(using, event_id, delivered_at=now, enqueue=enqueue)
+
+
+def _count_processed_redelivery(event_id: str, using: str, now: datetime) -> bool:
+    """Fast path: count a redelivery of a processed event with one UPDATE.
+
+    It never waits on an attempt in flight. A first attempt's row is not committed as
+    processed, so the WHERE clause does not match it. A forced reprocess holds the
+    committed processed row's lock: on PostgreSQL the UPDATE skips the locked row (and the
+    slow path's NOWAIT lock answers ``IN_FLIGHT``); on SQLite it queues on the write lock.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return bool(
+            Event.objects.using(using)
+            .filter(event_id=event_id, status=Status.PROCESSED)
+            .update(deliveries=F("deliveries") + 1, last_received_at=now)
+        )
+    # One statement in autocommit: Django's ORM allows FOR UPDATE only inside a
+    # transaction, which would cost a BEGIN and a COMMIT on every redelivery.
+    quote = connection.ops.quote_name
+    options = Event._meta
+    table, pk = quote(options.db_table), quote(options.pk.column)  # type: ignore[union-attr]
+    deliveries = quote(options.get_field("deliveries").column)
+    received = options.get_field("last_received_at")
+    sql = (
+        f"UPDATE {table} SET {deliveries} = {deliveries} + 1, {quote(received.column)} = %s "
+        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {quote('event_id')} = %s "
+        f"AND {quote('status')} = %s FOR UPDATE SKIP LOCKED)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [received.get_db_prep_value(now, connection), event_id, Status.PROCESSED.value],
+        )
+        return bool(cursor.rowcount)
 
 
 def _attempt(
     using: str,
-    *,
     event_id: str,
+    *,
     delivered_at: datetime | None = None,
-    queue: bool = False,
+    enqueue: Enqueue | None = None,
     force: bool = False,
 ) -> Result:
-    """Lock a stored event and run (or queue) its handlers, recording the outcome."""
-    try:
-        with transaction.atomic(using=using):
-            event = _lock_event(using, event_id)
-            fields: list[str] = []
-            if delivered_at is not None:
-                event.deliveries += 1
-                event.last_received_at = delivered_at
-                fields += ["deliveries", "last_received_at"]
-            if event.status == Status.PROCESSED and not force:
-                if fields:
-                    event.save(update_fields=fields, using=using)
-                return Result(Outcome.ALREADY_PROCESSED, event_id, event)
-            if queue:
-                event.save(update_fields=fields, using=using)
-                transaction.on_commit(partial(_enqueue, event), using=using, robust=False)
-                return Result(Outcome.QUEUED, event_id, event)
+    """Lock a stored event, count a delivery, and run (or queue) its handlers."""
+    counted = ["deliveries", "last_received_at"] if delivered_at is not None else []
 
-            started = timezone.now()
-            event.attempts += 1
-            try:
-                # A savepoint of its own: when a handler raises, its writes roll back while
-                # the failure record below commits with the outer transaction.
-                with transaction.atomic(using=using):
-                    send_event_signals(event)
-            except Exception:
-                _log_handler_failure(event)
-                event.status, event.error = Status.FAILED, traceback.format_exc()
-            else:
-                event.status, event.error, event.processed_at = Status.PROCESSED, "", started
-            event.save(
-                update_fields=[*fields, "status", "error", "attempts", "processed_at"],
-                using=using,
-            )
+    def begin() -> Event | Result:
+        event = _lock_event(using, event_id)
+        if delivered_at is not None:
+            event.deliveries += 1
+            event.last_received_at = delivered_at
+        if event.status == Status.PROCESSED and not force:
+            if counted:
+                event.save(update_fields=counted, using=using)
+            return Result(Outcome.ALREADY_PROCESSED, event_id, event)
+        if enqueue is not None:
+            event.save(update_fields=counted, using=using)
+            transaction.on_commit(lambda: _enqueue(enqueue, event), using=using)
+            return Result(Outcome.QUEUED, event_id, event)
+        return event
+
+    def write(event: Event) -> None:
+        fields = [*counted, "status", "error", "attempts", "processed_at"]
+        event.save(update_fields=fields, using=using)
+
+    try:
+        return _attempt_handlers(using, begin=begin, write=write, delivered=bool(counted))
     except _EventLocked:
         logger.info("Klarefi event %s is being processed elsewhere; retry later.", event_id)
         return Result(Outcome.IN_FLIGHT, event_id)
-    except EnqueueFailed:
-        return Result(Outcome.NOT_QUEUED, event_id, event)
-    outcome = Outcome.PROCESSED if event.status == Status.PROCESSED else Outcome.FAILED
-    return Result(outcome, event_id, event)
+
+
+def _attempt_handlers(
+    using: str,
+    *,
+    begin: Callable[[], Event | Result],
+    write: Callable[[Event], None],
+    delivered: bool,
+) -> Result:
+    """Run an event's handlers in one transaction: the one place where handlers run.
+
+    In the transaction: ``begin()`` gives the event (locked, or about to be inserted),
+    or a result that ends the attempt before any handler runs. The success state is set
+    on the event and ``write`` writes it; then the signals are sent; then COMMIT.
+    Whatever raises after the write (a handler, a query, or the COMMIT itself, as a
+    deferred constraint does) rolls all of it back, and the failure is recorded in a
+    transaction of its own. An exception from an ``on_commit`` callback, after a
+    successful COMMIT, is logged and changes nothing.
+    """
+    committed = False
+    event: Event | None = None
+    result: Result | None = None
+    previously_processed_at: datetime | None = None
+
+    def mark_committed() -> None:
+        nonlocal committed
+        committed = True
+
+    try:
+        with transaction.atomic(using=using):
+            # First in the transaction's on_commit list: it runs, before any callback a
+            # handler registers, only once the COMMIT has succeeded.
+            transaction.on_commit(mark_committed, using=using)
+            begun = begin()
+            if isinstance(begun, Result):
+                result = begun
+            else:
+                previously_processed_at = begun.processed_at
+                begun.status, begun.error = Status.PROCESSED, ""
+                begun.processed_at = timezone.now()
+                begun.attempts += 1
+                write(begun)
+                event = begun
+                send_event_signals(event)
+                result = Result(Outcome.PROCESSED, event.event_id, event)
+    except (_AlreadyStored, _EventLocked, _EventMissing):
+        raise
+    except Exception as exc:
+        if committed and result is not None:
+            # The COMMIT succeeded; a callback registered with on_commit raised after it.
+            if isinstance(exc, EnqueueFailed):
+                return Result(Outcome.NOT_QUEUED, result.event_id, result.event)
+            logger.exception(
+                "An on_commit callback raised after Klarefi event %s was committed as %s; "
+                "the event is not processed again for it.",
+                result.event_id,
+                result.outcome,
+            )
+            return result
+        if event is None:
+            raise  # our own statements failed (the database is unavailable): nothing written
+        error = traceback.format_exc()
+        logger.exception(
+            "Processing Klarefi event %s (%s) failed; it is stored as failed.",
+            event.event_id,
+            event.event_type,
+        )
+        return _record_failure(
+            event, using, error, delivered=delivered, processed_at=previously_processed_at
+        )
+    assert result is not None
+    return result
+
+
+def _record_failure(
+    event: Event, using: str, error: str, *, delivered: bool, processed_at: datetime | None
+) -> Result:
+    """Write a failed attempt on ``event``'s row, in a transaction of its own.
+
+    The attempt's own writes were rolled back, the row with them if this was its first
+    delivery. The row is updated unless an attempt that began after this one succeeded
+    meanwhile (its ``processed_at`` is its start); a row that does not exist (the first
+    delivery's, or one deleted meanwhile) is inserted as failed.
+    """
+    started = event.processed_at
+    event.status, event.error, event.processed_at = Status.FAILED, error, processed_at
+    changes: dict[str, Any] = {"status": Status.FAILED, "error": error, "attempts": F("attempts") + 1}
+    if delivered:
+        changes.update(deliveries=F("deliveries") + 1, last_received_at=event.last_received_at)
+    rows = Event.objects.using(using).filter(event_id=event.event_id)
+    for _ in range(2):
+        if rows.exclude(status=Status.PROCESSED, processed_at__gte=started).update(**changes):
+            return Result(Outcome.FAILED, event.event_id, event)
+        failed = Event(
+            **{
+                field.attname: getattr(event, field.attname)
+                for field in Event._meta.concrete_fields
+                if not field.primary_key
+            }
+        )
+        try:
+            with transaction.atomic(using=using):
+                failed.save(force_insert=True, using=using)
+        except IntegrityError:
+            continue  # stored meanwhile by a concurrent delivery: count it on that row
+        return Result(Outcome.FAILED, event.event_id, failed)
+    # A concurrent attempt that began after this one succeeded: the event is processed.
+    return Result(Outcome.FAILED, event.event_id)
 
 
 def _lock_event(using: str, event_id: str) -> Event:
     events = Event.objects.using(using).filter(event_id=event_id)
     if connections[using].features.has_select_for_update_nowait:
         try:
-            return events.select_for_update(nowait=True).get()
+            event = events.select_for_update(nowait=True).first()
         except DatabaseError as exc:
             if _is_lock_not_available(exc):
                 raise _EventLocked from exc
             raise
-    # SQLite has no row locks: write before reading, so that this transaction takes the
-    # database's write lock first (waiting out the busy timeout) and attempts run one at
-    # a time. The UPDATE changes nothing.
-    events.update(attempts=F("attempts"))
-    return events.get()
+    else:
+        # SQLite has no row locks: write before reading, so that this transaction takes
+        # the database's write lock first (waiting out the busy timeout) and attempts run
+        # one at a time. The UPDATE changes nothing.
+        events.update(attempts=F("attempts"))
+        event = events.first()
+    if event is None:
+        raise _EventMissing
+    return event
 
 
 def _is_lock_not_available(exc: DatabaseError) -> bool:
@@ -299,43 +436,9 @@ def _is_lock_not_available(exc: DatabaseError) -> bool:
     return code == "55P03" or getattr(cause, "args", (None,))[:1] == (3572,)
 
 
-def _record_failed_delivery(
-    fields: dict[str, Any], *, using: str, now: datetime, error: str
-) -> Result:
-    failed = Event(
-        **fields,
-        status=Status.FAILED,
-        error=error,
-        attempts=1,
-        deliveries=1,
-        received_at=now,
-        last_received_at=now,
-    )
+def _enqueue(enqueue: Enqueue, event: Event) -> None:
     try:
-        with transaction.atomic(using=using):
-            failed.save(force_insert=True, using=using)
-    except IntegrityError:
-        # A concurrent delivery stored the event meanwhile. Count this delivery and its
-        # attempt on that row, unless that delivery's handlers succeeded.
-        Event.objects.using(using).filter(event_id=failed.event_id).exclude(
-            status=Status.PROCESSED
-        ).update(
-            status=Status.FAILED,
-            error=error,
-            attempts=F("attempts") + 1,
-            deliveries=F("deliveries") + 1,
-            last_received_at=now,
-        )
-        return Result(Outcome.FAILED, failed.event_id)
-    return Result(Outcome.FAILED, failed.event_id, failed)
-
-
-def _enqueue(event: Event) -> None:
-    # Imported here: the Tasks framework is optional, and only task mode needs it.
-    from django_klarefi.tasks import enqueue_processing
-
-    try:
-        enqueue_processing(event)
+        enqueue(event)
     except Exception as exc:
         logger.exception(
             "Could not enqueue Klarefi event %s (%s); it stays pending.",
@@ -343,70 +446,3 @@ def _enqueue(event: Event) -> None:
             event.event_type,
         )
         raise EnqueueFailed(str(exc)) from exc
-
-
-def _log_handler_failure(event: Event) -> None:
-    logger.exception(
-        "A handler raised for Klarefi event %s (%s); it is stored as failed.",
-        event.event_id,
-        event.event_type,
-    )
-
-
-def _event_fields(payload: dict[str, Any], raw_body: bytes, signed_at: int) -> dict[str, Any]:
-    """The Event columns of a verified payload."""
-    event_type = payload["event"]
-    if len(event_type) > EVENT_TYPE_MAX_LENGTH:
-        raise InvalidEvent(f"The event type is longer than {EVENT_TYPE_MAX_LENGTH} characters.")
-    if _too_deep(payload, raw_body):
-        raise InvalidEvent(f"The payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep.")
-    # The payload's id when it has a usable one; otherwise a digest of the exact bytes,
-    # so that a redelivery of the same body is still recognised.
-    event_id = _reference(payload.get("id"), EVENT_ID_MAX_LENGTH)
-    if not event_id:
-        event_id = "sha256:" + hashlib.sha256(raw_body).hexdigest()
-    return {
-        "event_id": event_id,
-        "event_type": event_type,
-        "case_id": _reference(payload.get("case_id"), REFERENCE_MAX_LENGTH),
-        "session_id": _reference(payload.get("session_id"), REFERENCE_MAX_LENGTH),
-        "payload": payload,
-        "signed_at": _datetime(signed_at),
-    }
-
-
-def _too_deep(payload: dict[str, Any], raw_body: bytes) -> bool:
-    # Cheap first: a body with few brackets cannot be deep. Then an iterative walk, as
-    # a recursive one would hit the very limit it checks for.
-    if raw_body.count(b"{") + raw_body.count(b"[") <= MAX_PAYLOAD_DEPTH:
-        return False
-    level: list[Any] = [payload]
-    for _ in range(MAX_PAYLOAD_DEPTH):
-        level = [
-            child
-            for value in level
-            for child in (value.values() if isinstance(value, dict) else value)
-            if isinstance(child, dict | list)
-        ]
-        if not level:
-            return False
-    return True
-
-
-def _reference(value: object, max_length: int) -> str:
-    """An id-like payload value as text, or "" when it is absent or unusable."""
-    if isinstance(value, bool):
-        return ""
-    if isinstance(value, int):
-        value = str(value)
-    if isinstance(value, str) and len(value) <= max_length:
-        return value
-    return ""
-
-
-def _datetime(timestamp: int) -> datetime | None:
-    try:
-        moment = datetime.fromtimestamp(timestamp, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    return moment if settings.USE_TZ else timezone.make_naive(moment)

@@ -49,8 +49,6 @@ _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # A JSON \uXXXX escape in the surrogate range; only then can a lone surrogate be present.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-# A JSON \u0000 escape (not an escaped backslash followed by "u0000").
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 Secret = str | bytes
 Secrets = Secret | Sequence[Secret]
@@ -277,6 +275,4 @@ def _parse_event(body: bytes) -> dict[str, Any]:
     event = payload.get("event")
     if not isinstance(event, str) or not event:
         raise InvalidPayload('The body must have a non-empty string "event".')
-    if _NUL_ESCAPE.search(text):
-        raise InvalidPayload("The body contains \\u0000, which the database cannot store.")
     return payload

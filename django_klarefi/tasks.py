@@ -3,8 +3,10 @@
 :data:`process_event_task` is a thin wrapper over
 :func:`django_klarefi.processing.process_event`. The framework is ``django.tasks`` on
 Django 6.0+, and the ``django-tasks`` backport on Django 5.2 (``django-klarefi[tasks]``).
-Only task mode imports this module: processing (to enqueue), the system checks, and
-workers (resolving the task's path, ``django_klarefi.tasks.process_event_task``).
+It imports without a Tasks framework too (the receiver imports it in every mode), and
+then :data:`FRAMEWORK_MISSING` says why; check E006 reports it in task mode. The receiver
+passes :func:`enqueue_processing` to processing in task mode; workers resolve the task by
+its path, ``django_klarefi.tasks.process_event_task``.
 
 Nothing here reads ``TASKS`` or creates a backend at import time. Creating a ``Task``
 validates it against its backend, so the ``@task`` decorator at module level would
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import router
 
 try:
@@ -30,19 +33,27 @@ try:
     )
     from django.tasks.backends.immediate import ImmediateBackend
     from django.tasks.exceptions import InvalidTaskBackend
-except ImportError:  # Django 5.2: the backport
-    from django_tasks import (  # type: ignore[assignment,no-redef,import-not-found,unused-ignore]
-        DEFAULT_TASK_BACKEND_ALIAS,
-        DEFAULT_TASK_QUEUE_NAME,
-        task,
-        task_backends,
-    )
-    from django_tasks.backends.immediate import (  # type: ignore[assignment,no-redef,import-not-found,unused-ignore]
-        ImmediateBackend,
-    )
-    from django_tasks.exceptions import (  # type: ignore[assignment,no-redef,import-not-found,unused-ignore]
-        InvalidTaskBackendError as InvalidTaskBackend,
-    )
+except ImportError:  # Django 5.2: the backport, if installed
+    try:
+        from django_tasks import (  # type: ignore[assignment,no-redef,import-not-found,unused-ignore]
+            DEFAULT_TASK_BACKEND_ALIAS,
+            DEFAULT_TASK_QUEUE_NAME,
+            task,
+            task_backends,
+        )
+        from django_tasks.backends.immediate import (  # type: ignore[assignment,no-redef,import-not-found,unused-ignore]
+            ImmediateBackend,
+        )
+        from django_tasks.exceptions import (  # type: ignore[assignment,no-redef,import-not-found,unused-ignore]
+            InvalidTaskBackendError as InvalidTaskBackend,
+        )
+    except ImportError as exc:
+        #: Why no Tasks framework can be used, or None when one can.
+        FRAMEWORK_MISSING: str | None = str(exc)
+    else:
+        FRAMEWORK_MISSING = None
+else:
+    FRAMEWORK_MISSING = None
 
 from django_klarefi.conf import conf
 from django_klarefi.models import Event
@@ -52,6 +63,7 @@ if TYPE_CHECKING:
     from django.tasks import Task
 
 __all__ = [
+    "FRAMEWORK_MISSING",
     "ImmediateBackend",
     "InvalidTaskBackend",
     "backend_alias",
@@ -86,7 +98,7 @@ def process_event_task(event_pk: str) -> str:
     if event is None:
         logger.warning("Klarefi event pk=%s no longer exists; nothing to process.", event_pk)
         return MISSING
-    return str(process_event(event).outcome)
+    return str(process_event(event).outcome)  # "missing" too, if deleted meanwhile
 
 
 # The module attribute ``process_event_task`` must be the Task object, since workers import
@@ -97,7 +109,7 @@ del process_event_task
 
 
 def __getattr__(name: str) -> Task[[str], str]:
-    if name == "process_event_task":
+    if name == "process_event_task" and FRAMEWORK_MISSING is None:
         return configured_task()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -128,7 +140,13 @@ def configured_task() -> Task[[str], str]:
 def enqueue_processing(event: Event) -> None:
     """Enqueue ``process_event_task`` for ``event``, with its primary key as a string.
 
-    Called by processing after the event's transaction commits. Whatever the backend
-    raises propagates: processing answers ``NOT_QUEUED`` and the event stays pending.
+    The receiver's ``enqueue`` in task mode: processing calls it after the event's row
+    commits. Whatever the backend raises propagates (so does ``ImproperlyConfigured``
+    without a Tasks framework): processing answers ``NOT_QUEUED``, the event stays pending.
     """
+    if FRAMEWORK_MISSING is not None:
+        raise ImproperlyConfigured(
+            f'KLAREFI_PROCESSING is "task", but no Tasks framework can be imported '
+            f"({FRAMEWORK_MISSING}). See the system check django_klarefi.E006."
+        )
     configured_task().enqueue(str(event.pk))

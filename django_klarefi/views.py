@@ -1,4 +1,11 @@
-"""The webhook receiver: read, verify, hand to processing, answer."""
+"""The webhook receiver: read, verify, hand to processing, answer.
+
+:func:`webhook` is the Django view. :func:`handle_delivery` is everything it does for a
+POST, for other entry points that hold a request (the DRF view), and
+:func:`answer_delivery` is the same for a body and header already in hand (the admin's
+send-test page). Every answer is a small JSON object, whatever goes wrong: never Django's
+HTML error page, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,22 @@ import logging
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from django_klarefi import tasks
 from django_klarefi.conf import conf
-from django_klarefi.processing import InvalidEvent, Outcome, receive_event
-from django_klarefi.signature import InvalidPayload, WebhookVerificationError, verify_webhook
+from django_klarefi.payloads import InvalidEvent
+from django_klarefi.processing import Outcome, receive_event
+from django_klarefi.signature import (
+    SIGNATURE_HEADER,
+    InvalidPayload,
+    WebhookVerificationError,
+    verify_webhook,
+)
+
+__all__ = ["OUTCOME_STATUS", "answer_delivery", "handle_delivery", "webhook"]
 
 logger = logging.getLogger("django_klarefi")
 
@@ -40,38 +55,69 @@ class _EveryDatabase(frozenset[str]):
 @csrf_exempt
 @login_not_required
 def webhook(request: HttpRequest) -> HttpResponse:
-    """Receive one Klarefi delivery. The status code table is in the README."""
+    """Receive one Klarefi delivery. The status code table is in the docs."""
     if request.method == "OPTIONS":
         response = HttpResponse(status=200)
         response["Allow"] = "POST, OPTIONS"
         return response
     if request.method != "POST":
-        return _reject(request, 405, "method_not_allowed", "Only POST is accepted.")
+        return _reject(_client(request), 405, "method_not_allowed", "Only POST is accepted.")
+    return handle_delivery(request)
 
+
+webhook._non_atomic_requests = _EveryDatabase()  # type: ignore[attr-defined]
+
+
+def handle_delivery(request: HttpRequest) -> HttpResponse:
+    """Read a POSTed delivery's body (never more than ``KLAREFI_MAX_BODY_BYTES``), then
+    :func:`answer_delivery`. Never raises."""
     limit = conf.MAX_BODY_BYTES
-    body = _read_body(request, limit)
+    try:
+        body = _read_body(request, limit)
+    except OSError:  # the client went away mid-body (Django's UnreadablePostError)
+        return _reject(_client(request), 400, "unreadable_body", "The body could not be read.")
     if body is None:
-        return _reject(request, 413, "body_too_large", f"The body is over {limit} bytes.")
+        return _reject(_client(request), 413, "body_too_large", f"The body is over {limit} bytes.")
+    return answer_delivery(body, request.headers.get(SIGNATURE_HEADER), client=_client(request))
 
+
+def answer_delivery(body: bytes, signature_header: str | None, *, client: str = "") -> HttpResponse:
+    """Verify one delivery, store and process (or queue) it, and answer as the receiver does.
+
+    ``client`` names the sender in log lines (the view passes ``REMOTE_ADDR``). Never
+    raises: an unexpected exception is logged with its traceback and answered with a JSON
+    500, which Klarefi retries.
+    """
+    try:
+        return _answer(body, signature_header, client or "unknown")
+    except Exception:
+        logger.exception("Klarefi webhook failed unexpectedly; answered 500 so it is retried.")
+        return _json(500, {"error": "internal_error"})
+
+
+def _answer(body: bytes, signature_header: str | None, client: str) -> HttpResponse:
     secrets = conf.WEBHOOK_SECRETS
     if not secrets:
-        raise ImproperlyConfigured(
-            "KLAREFI_WEBHOOK_SECRET is not set; django-klarefi cannot verify webhooks."
+        # Servers such as gunicorn never run the system checks (E001): say it here too.
+        logger.error(
+            "Klarefi webhook not accepted: KLAREFI_WEBHOOK_SECRET is not set, so it cannot "
+            "be verified. Set it to the whsec_... signing secret from the Klarefi dashboard."
         )
+        return _json(503, {"error": "not_configured"}, retry_after=True)
     try:
         verified = verify_webhook(
-            body,
-            request.headers.get("X-Klarefi-Signature"),
-            secrets,
-            tolerance=conf.WEBHOOK_TOLERANCE,
+            body, signature_header, secrets, tolerance=conf.WEBHOOK_TOLERANCE
         )
-        result = receive_event(verified.payload, raw_body=body, signed_at=verified.timestamp)
+        enqueue = tasks.enqueue_processing if conf.PROCESSING == "task" else None
+        result = receive_event(
+            verified.payload, raw_body=body, signed_at=verified.timestamp, enqueue=enqueue
+        )
     except InvalidPayload as exc:
-        return _reject(request, 400, exc.reason, str(exc))
+        return _reject(client, 400, exc.reason, str(exc))
     except WebhookVerificationError as exc:
-        return _reject(request, 401, exc.reason, str(exc))
+        return _reject(client, 401, exc.reason, str(exc))
     except InvalidEvent as exc:
-        return _reject(request, 400, "invalid_event", str(exc))
+        return _reject(client, 400, "invalid_event", str(exc))
     except (OperationalError, InterfaceError):
         # The database is down, or locked past SQLite's busy timeout: nothing was
         # committed, so ask Klarefi to deliver again.
@@ -86,7 +132,8 @@ def webhook(request: HttpRequest) -> HttpResponse:
     )
 
 
-webhook._non_atomic_requests = _EveryDatabase()  # type: ignore[attr-defined]
+def _client(request: HttpRequest) -> str:
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes | None:
@@ -101,13 +148,8 @@ def _read_body(request: HttpRequest, limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
-def _reject(request: HttpRequest, status: int, reason: str, detail: str) -> HttpResponse:
-    logger.warning(
-        "Rejected Klarefi webhook from %s: %s (%s)",
-        request.META.get("REMOTE_ADDR", "unknown"),
-        reason,
-        detail,
-    )
+def _reject(client: str, status: int, reason: str, detail: str) -> HttpResponse:
+    logger.warning("Rejected Klarefi webhook from %s: %s (%s)", client, reason, detail)
     response = _json(status, {"error": reason, "detail": detail})
     if status == 405:
         response["Allow"] = "POST, OPTIONS"

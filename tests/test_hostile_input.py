@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from django_klarefi import sign_webhook_payload, verify_webhook_signature
 from django_klarefi.models import Event
-from django_klarefi.processing import MAX_PAYLOAD_DEPTH
+from django_klarefi.payloads import MAX_PAYLOAD_DEPTH
 from django_klarefi.signature import (
     MAX_HEADER_LENGTH,
     MAX_SIGNATURES,
