@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -16,6 +18,7 @@ from django.utils import timezone
 
 from django_klarefi.management.commands.klarefi_prune_events import DEFAULT_BATCH_SIZE
 from django_klarefi.models import Event
+from tests.servers import ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -258,3 +261,54 @@ def test_each_batch_commits_before_the_next_begins():
         observer.close()
 
     assert seen == [30, 20, 10, 0]
+
+
+@pytest.mark.parametrize("value", ["2h", "179m", "10799s", "1h"])
+def test_an_older_than_shorter_than_the_retry_schedule_is_refused_and_deletes_nothing(value):
+    events(2, age=timedelta(days=100))
+    events(2, age=timedelta(hours=2, minutes=50), prefix="evt_late_retry")
+
+    with pytest.raises(CommandError) as refused:
+        prune("--older-than", value)
+
+    message = str(refused.value)
+    assert message.startswith(f"--older-than {value} is shorter than Klarefi's retry schedule")
+    assert "2 h 36 min" in message
+    assert "Use at least 3h" in message
+    assert "Nothing was deleted" in message
+    assert Event.objects.count() == 4
+
+
+def test_an_older_than_of_exactly_the_retry_schedule_floor_is_accepted():
+    events(1, age=timedelta(hours=3, minutes=1), prefix="evt_old")
+    events(1, age=timedelta(hours=2, minutes=59), prefix="evt_young")
+
+    prune("--older-than", "3h")
+
+    assert list(Event.objects.values_list("event_id", flat=True)) == ["evt_young_0"]
+
+
+@override_settings(KLAREFI_EVENT_RETENTION="2h")
+def test_a_retention_setting_shorter_than_the_retry_schedule_is_refused_too():
+    events(1, age=timedelta(days=100))
+
+    with pytest.raises(CommandError, match=r"^KLAREFI_EVENT_RETENTION 2h is shorter than"):
+        prune()
+
+    assert Event.objects.count() == 1
+
+
+def test_the_refusal_exits_non_zero_from_the_command_line():
+    events(1, age=timedelta(days=100))
+    finished = subprocess.run(
+        [sys.executable, "-m", "django", "klarefi_prune_events", "--older-than", "1h"],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert finished.returncode == 1
+    assert "shorter than Klarefi's retry schedule" in finished.stderr
+    assert Event.objects.count() == 1

@@ -17,7 +17,7 @@ from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_klarefi.conf import conf
+from django_klarefi.conf import MIN_EVENT_RETENTION, conf
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument, parse_duration
 from django_klarefi.models import Event
 
@@ -140,10 +140,35 @@ def _cutoff(older_than: timedelta | None) -> datetime:
             older_than = parse_duration(retention)
         except InvalidDuration as exc:
             raise CommandError(f"KLAREFI_EVENT_RETENTION is not a valid duration: {exc}") from None
+        source = "KLAREFI_EVENT_RETENTION"
+    else:
+        source = "--older-than"
+    if older_than < MIN_EVENT_RETENTION:
+        raise CommandError(_too_short(source, older_than))
     try:
         return cutoff(older_than)
     except InvalidDuration as exc:
         raise CommandError(f"--older-than: {exc}") from None
+
+
+def _too_short(source: str, older_than: timedelta) -> str:
+    """Why pruning events younger than ``MIN_EVENT_RETENTION`` is refused."""
+    # Until the system check for KLAREFI_EVENT_RETENTION (E012) and its explanation land,
+    # the same reasoning is written out here.
+    return (
+        f"{source} {_span(older_than)} is shorter than Klarefi's retry schedule: a delivery "
+        "is retried up to 2 h 36 min after the first attempt, and a processed event pruned "
+        "before its last retry is not recognised by that retry, whose handlers would run "
+        f"again. Use at least {_span(MIN_EVENT_RETENTION)}. Nothing was deleted."
+    )
+
+
+def _span(duration: timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _positive_int(text: str) -> int:
