@@ -20,6 +20,7 @@ from django.utils import timezone
 from django_klarefi.conf import MIN_EVENT_RETENTION, conf
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument, parse_duration
 from django_klarefi.models import Event
+from django_klarefi.progress import add_quiet_argument, for_command
 
 Status = Event.Status
 
@@ -60,6 +61,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
         )
+        add_quiet_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         before = _cutoff(options["older_than"])
@@ -81,22 +83,25 @@ class Command(BaseCommand):
             return
 
         deleted = batches = 0
-        for status in statuses:
-            remaining = counts[status]
-            # Until the rows counted above are gone: rows that age past the cutoff during
-            # the run wait for the next one. A short batch means none are left.
-            while remaining > 0:
-                count = _delete_batch(status, before, batch_size)
-                if not count:
-                    break
-                batches += 1
-                deleted += count
-                remaining -= count
-                self.stdout.write(
-                    f"batch {batches}: deleted {count} {status} ({deleted} of {total})"
-                )
-                if count < batch_size:
-                    break
+        with for_command(self, total, options, description="prune") as progress:
+            for status in statuses:
+                remaining = counts[status]
+                # Until the rows counted above are gone: rows that age past the cutoff
+                # during the run wait for the next one. A short batch means none are left.
+                while remaining > 0:
+                    count = _delete_batch(status, before, batch_size)
+                    if not count:
+                        break
+                    batches += 1
+                    deleted += count
+                    remaining -= count
+                    progress.write(
+                        f"batch {batches}: deleted {count} {status} ({deleted} of {total})",
+                        self.stdout.write,
+                    )
+                    progress.advance(count)
+                    if count < batch_size:
+                        break
         self.stdout.write(
             self.style.SUCCESS(
                 f"Deleted {_events(deleted)} ({_joined(statuses)}) {scope} in "

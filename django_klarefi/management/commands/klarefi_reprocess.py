@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, events_in_pk_order, process_event
+from django_klarefi.progress import Progress, add_quiet_argument, for_command
 
 Status = Event.Status
 
@@ -95,6 +96,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="List the events that would run; change nothing."
         )
+        add_quiet_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         selection = self._selection(options)
@@ -122,17 +124,23 @@ class Command(BaseCommand):
             selection = selection.exclude(status=Status.PROCESSED)
 
         would_run = 0
-        for event in events_in_pk_order(selection.only(*COLUMNS)):
-            if dry_run:
+        if dry_run:
+            for event in events_in_pk_order(selection.only(*COLUMNS)):
                 would_run += 1
                 self.stdout.write(
                     f"would run          {event.event_id}  {event.event_type}  "
                     f"({event.status}, received {_moment(event.received_at)})"
                 )
-                continue
-            result = process_event(event, force=force)
-            outcomes[result.outcome] += 1
-            self._line(result.outcome, event, _detail(result.outcome, result.event))
+        else:
+            total = selection.count()
+            with for_command(self, total, options, description="reprocess") as progress:
+                for event in events_in_pk_order(selection.only(*COLUMNS)):
+                    result = process_event(event, force=force)
+                    outcomes[result.outcome] += 1
+                    self._line(
+                        result.outcome, event, _detail(result.outcome, result.event), progress
+                    )
+                    progress.advance()
 
         if dry_run:
             self.stdout.write(
@@ -186,15 +194,20 @@ class Command(BaseCommand):
                 raise CommandError(f"--older-than: {exc}") from None
         return events
 
-    def _line(self, outcome: Outcome, event: Event, detail: str) -> None:
+    def _line(
+        self, outcome: Outcome, event: Event, detail: str, progress: Progress | None = None
+    ) -> None:
         style = {
             Outcome.PROCESSED: self.style.SUCCESS,
             Outcome.FAILED: self.style.ERROR,
         }.get(outcome, self.style.WARNING)
-        self.stdout.write(
-            style(f"{SUMMARY.get(outcome, str(outcome)):<18} {event.event_id}  {event.event_type}")
-            + (f"  {detail}" if detail else "")
-        )
+        line = style(
+            f"{SUMMARY.get(outcome, str(outcome)):<18} {event.event_id}  {event.event_type}"
+        ) + (f"  {detail}" if detail else "")
+        if progress is None:
+            self.stdout.write(line)
+        else:
+            progress.write(line, self.stdout.write)
 
 
 def _detail(outcome: Outcome, event: Event | None) -> str:
