@@ -42,8 +42,11 @@ typecheck: $(VENV)/.test-installed
 tox: $(VENV)/.test-installed
 	scripts/tox.sh
 
+# In process (for profiling), then gunicorn + wrk on SQLite and, when it can be had,
+# PostgreSQL; the latter writes bench/results/latest.md.
 bench: $(VENV)/.test-installed
 	$(PY) bench/run.py
+	if scripts/postgres.sh; then $(PY) bench/http.py; else $(PY) bench/http.py --db sqlite; fi
 
 clean:
 	rm -rf $(VENV) .tox build dist *.egg-info .artifacts

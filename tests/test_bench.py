@@ -21,6 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PATH_ROWS = {"new event": "new", "redelivery": "redelivery", "new event, task mode": "task"}
 
 
+def bench_pg_name(suffix: str) -> str:
+    """A database of this engineer's own, beside the test database (KLAREFI_PG_NAME)."""
+    test_name = os.environ.get("KLAREFI_PG_TEST_NAME") or (
+        "test_" + os.environ.get("KLAREFI_PG_NAME", "django_klarefi")
+    )
+    return f"{test_name}_{suffix}".lower()
+
+
 def run_bench(*db_args: str) -> dict[str, Any]:
     completed = subprocess.run(
         [
@@ -85,8 +93,71 @@ def test_bench_runs_on_sqlite_and_counts_what_the_readme_says(tmp_path: Path) ->
 
 @pytest.mark.postgres
 def test_bench_runs_on_postgres_and_counts_what_the_readme_says() -> None:
-    name = (os.environ.get("KLAREFI_PG_TEST_NAME") or "test_django_klarefi") + "_bench"
-    result = run_bench("--db", "postgres", "--pg-name", name.lower())
+    name = bench_pg_name("bench")
+    result = run_bench("--db", "postgres", "--pg-name", name)
 
     assert result["db"] == "postgres"
     assert_counts_match_readme(result, "postgres")
+
+
+# -- The gunicorn + wrk mode: it runs, checks the tables, and reports every target --------
+
+HTTP_PATHS = ("new event (sync)", "redelivery", "new event (task mode)")
+
+
+def run_http_bench(tmp_path: Path, *db_args: str) -> str:
+    output = tmp_path / "latest.md"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "bench/http.py",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--max-rate",
+            "4000",
+            "--output",
+            str(output),
+            *db_args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # Exit 0 means: no non-2xx answer, no socket error, no corpus ran out, and every
+    # accepted event is stored exactly once with its redeliveries counted.
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return output.read_text()
+
+
+def assert_every_target_is_marked(report: str, db: str) -> None:
+    for title in HTTP_PATHS:
+        [row] = [line for line in report.splitlines() if line.startswith(f"| {db} | {title} |")]
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert re.fullmatch(r"\*\*(met|missed)\*\* \(≥ [0-9.]+\)", cells[3]), row
+        if title != "redelivery":
+            assert re.fullmatch(r"\*\*(met|missed)\*\* \(≤ 1\.15\)", cells[5]), row
+    assert (
+        f"- {db}: every answer 2xx, no socket error, every accepted event stored exactly once"
+        in report
+    )
+    assert "shared with other work" in report
+
+
+@pytest.mark.slow
+def test_http_bench_runs_on_sqlite_and_marks_every_target(tmp_path: Path) -> None:
+    report = run_http_bench(tmp_path, "--db", "sqlite")
+
+    assert_every_target_is_marked(report, "sqlite")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_http_bench_runs_on_postgres_and_marks_every_target(tmp_path: Path) -> None:
+    name = bench_pg_name("bench_http")
+    report = run_http_bench(tmp_path, "--db", "postgres", "--pg-name", name)
+
+    assert_every_target_is_marked(report, "postgres")
