@@ -17,38 +17,19 @@ import sys
 import termios
 import threading
 import tracemalloc
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.utils import timezone
 
 from django_klarefi.models import Event
 from django_klarefi.progress import Progress, duration_text
 from tests.servers import ROOT, subprocess_env
+from tests.test_prune_command import events as stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = Event.Status
-
-
-def stored(count, status=Status.PROCESSED, *, age=timedelta(days=100), prefix="evt_progress"):
-    received = timezone.now() - age
-    Event.objects.bulk_create(
-        Event(
-            event_id=f"{prefix}_{number}",
-            event_type="case.completed",
-            payload={"id": f"{prefix}_{number}", "event": "case.completed"},
-            status=status,
-            error="Traceback...\nRuntimeError: broke" if status == Status.FAILED else "",
-            attempts=1,
-            deliveries=1,
-            received_at=received - timedelta(seconds=number),
-            last_received_at=received,
-        )
-        for number in range(count)
-    )
 
 
 class FakeClock:
@@ -161,7 +142,7 @@ def test_reprocess_shows_a_bar_on_a_terminal(tmp_path):
 
     assert "reprocess: 100%" in terminal
     assert "30/30 [" in terminal
-    assert stdout.count("processed          evt_progress_") == 30
+    assert stdout.count("processed          evt_failed_100d_") == 30
     assert "Summary: 30 events, 30 processed" in stdout
 
 

@@ -289,8 +289,7 @@ def test_rq_worker_killed_mid_task_leaves_the_event_pending_for_klarefi_reproces
         ]
         assert len(log.read_text().splitlines()) == 2
 
-        # Klarefi's retry of the delivery finds it processed; a new worker that picks up
-        # whatever is left runs nothing again.
+        # Klarefi's retry of the delivery now finds it processed: nothing runs again.
         assert post(base, delivery) == (
             200,
             {"status": "already_processed", "event_id": "evt_rq_killed"},
