@@ -1,8 +1,9 @@
-"""The benchmark (bench/run.py) runs, and counts what the README's Performance section says.
+"""The benchmarks run, and count what docs/performance.md says.
 
-These tests check counts, never timing: the script runs with a handful of events, and the
-SQL statements and commits it counts per event for django-klarefi's view must be the
-numbers in the README's "Statements and commits per event" table.
+These tests check counts and checks, never timing: bench/run.py runs with a handful of
+events, and the SQL statements and commits it counts per event for django-klarefi's view
+must be the numbers in the page's "Statements and commits per event" table; bench/http.py
+runs a short gunicorn + wrk round and must pass its own table checks and mark every target.
 """
 
 from __future__ import annotations
@@ -55,24 +56,24 @@ def run_bench(*db_args: str) -> dict[str, Any]:
     return json.loads(completed.stdout)  # type: ignore[no-any-return]
 
 
-def readme_counts() -> dict[str, dict[str, dict[str, float]]]:
-    """The README's per-event counts: {db: {path: {"statements": n, "commits": n}}}."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Performance\n", 1)[1].split("\n## ", 1)[0]
+def documented_counts() -> dict[str, dict[str, dict[str, float]]]:
+    """docs/performance.md's per-event counts: {db: {path: {"statements": n, "commits": n}}}."""
+    page = (ROOT / "docs" / "performance.md").read_text()
+    section = page.split("\n## Statements and commits per event\n", 1)[1].split("\n## ", 1)[0]
     counts: dict[str, dict[str, dict[str, float]]] = {"sqlite": {}, "postgres": {}}
     for title, path in PATH_ROWS.items():
         row = re.search(
             rf"^\| {re.escape(title)} \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", section, re.M
         )
-        assert row, f"README's Performance section has no count row for {title!r}"
+        assert row, f"docs/performance.md has no count row for {title!r}"
         sqlite_statements, sqlite_commits, pg_statements, pg_commits = map(int, row.groups())
         counts["sqlite"][path] = {"statements": sqlite_statements, "commits": sqlite_commits}
         counts["postgres"][path] = {"statements": pg_statements, "commits": pg_commits}
     return counts
 
 
-def assert_counts_match_readme(result: dict[str, Any], db: str) -> None:
-    claimed = readme_counts()[db]
+def assert_counts_match_the_docs(result: dict[str, Any], db: str) -> None:
+    claimed = documented_counts()[db]
     for path, scenario in result["scenarios"].items():
         ours = scenario["per_event"]["klarefi"]
         assert {"statements": ours["statements"], "commits": ours["commits"]} == claimed[path]
@@ -83,21 +84,21 @@ def assert_counts_match_readme(result: dict[str, Any], db: str) -> None:
     assert baseline == {"statements": 1, "commits": 1, "rollbacks": 0}
 
 
-def test_bench_runs_on_sqlite_and_counts_what_the_readme_says(tmp_path: Path) -> None:
+def test_bench_runs_on_sqlite_and_counts_what_the_docs_say(tmp_path: Path) -> None:
     result = run_bench("--sqlite-path", str(tmp_path / "bench.sqlite3"))
 
     assert result["db"] == "sqlite"
     assert set(result["scenarios"]) == {"new", "redelivery", "task"}
-    assert_counts_match_readme(result, "sqlite")
+    assert_counts_match_the_docs(result, "sqlite")
 
 
 @pytest.mark.postgres
-def test_bench_runs_on_postgres_and_counts_what_the_readme_says() -> None:
+def test_bench_runs_on_postgres_and_counts_what_the_docs_say() -> None:
     name = bench_pg_name("bench")
     result = run_bench("--db", "postgres", "--pg-name", name)
 
     assert result["db"] == "postgres"
-    assert_counts_match_readme(result, "postgres")
+    assert_counts_match_the_docs(result, "postgres")
 
 
 # -- The gunicorn + wrk mode: it runs, checks the tables, and reports every target --------
@@ -161,3 +162,13 @@ def test_http_bench_runs_on_postgres_and_marks_every_target(tmp_path: Path) -> N
     report = run_http_bench(tmp_path, "--db", "postgres", "--pg-name", name)
 
     assert_every_target_is_marked(report, "postgres")
+
+
+def test_the_docs_show_the_baseline_view_in_full() -> None:
+    page = (ROOT / "docs" / "performance.md").read_text()
+    shown = page.split("\n## The baseline, in full\n", 1)[1].split("```python\n", 1)[1]
+    shown = shown.split("```", 1)[0]
+    source = (ROOT / "bench" / "baseline.py").read_text()
+    view = source[source.index("@csrf_exempt") :]
+
+    assert shown == view
