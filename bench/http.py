@@ -430,7 +430,7 @@ def verdict(value: float, target: float | None, *, at_least: bool) -> str:
 
 def report(args: argparse.Namespace, results: dict[str, Any], command: str) -> str:
     lines = [
-        "# gunicorn + wrk: django-klarefi against the hand-written baseline",
+        "**gunicorn + wrk: django-klarefi against the hand-written baseline**",
         "",
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `{command}`.",
         f"gunicorn {args.workers} sync workers, wrk {args.threads} threads / "
