@@ -11,10 +11,11 @@ Two entry points, and everything else goes through them:
 Both run the handlers through one function, :func:`_attempt_handlers`, so receivers see
 the same state whichever path ran them: ``event.status == "processed"``, ``event.error``
 empty, ``event.processed_at`` this attempt's start and ``event.attempts`` counting this
-attempt. That is the row as it commits if every receiver succeeds: it is written before
-the receivers run, in the same transaction as their writes. Anything that fails up to and
-including the COMMIT rolls all of it back, and the failure (status ``failed``, the
-traceback, the attempt) is then written in a transaction of its own.
+attempt. That is the row as it commits if every receiver succeeds, in the same transaction
+as their writes (a new event's row is inserted before the receivers run, a stored one's is
+updated after them). Anything that fails up to and including the COMMIT rolls all of it
+back, and the failure (status ``failed``, the traceback, the attempt) is then written in a
+transaction of its own.
 
 No status is ever persisted while handlers run: an attempt holds the row (a new row's
 INSERT, or a lock) inside its transaction, so a crashed process leaves the row as it was
