@@ -21,6 +21,13 @@ def messages_with_id(check_id: str) -> list[checks.CheckMessage]:
     return [m for m in checks.run_checks() if m.id == check_id]
 
 
+def only_message(check_id: str) -> checks.CheckMessage:
+    """The one message of django-klarefi's checks, which must have ``check_id``."""
+    messages = [m for m in checks.run_checks() if m.id and m.id.startswith("django_klarefi")]
+    assert [m.id for m in messages] == [check_id]
+    return messages[0]
+
+
 def test_valid_configuration_has_no_messages(settings):
     assert ids({}, settings) == []
 
@@ -56,8 +63,8 @@ def test_whitespace_only_secret_is_e002(settings, value):
     ],
 )
 def test_secret_with_surrounding_whitespace_is_e010(settings, value, index):
-    assert ids({"KLAREFI_WEBHOOK_SECRET": value}, settings) == ["django_klarefi.E010"]
-    [message] = messages_with_id("django_klarefi.E010")
+    settings.KLAREFI_WEBHOOK_SECRET = value
+    message = only_message("django_klarefi.E010")
     assert message.is_serious()
     assert f"KLAREFI_WEBHOOK_SECRET entry {index} has leading or trailing whitespace" in message.msg
     assert ".strip()" in message.hint
@@ -116,15 +123,14 @@ def test_check_command_names_the_setting(settings, capsys):
 )
 def test_misspelt_setting_is_w004_with_did_you_mean(settings, name, suggestion):
     setattr(settings, name, "sync")
-    assert ids({}, settings) == ["django_klarefi.W004"]
-    [message] = messages_with_id("django_klarefi.W004")
+    message = only_message("django_klarefi.W004")
     assert message.msg == f"{name} is not a django-klarefi setting, so it has no effect."
     assert message.hint == f"Did you mean {suggestion}?"
 
 
 def test_unrelated_unknown_setting_is_w004_listing_the_settings(settings):
     settings.KLAREFI_COLOUR = "blue"
-    [message] = messages_with_id("django_klarefi.W004")
+    message = only_message("django_klarefi.W004")
     assert message.msg.startswith("KLAREFI_COLOUR is not")
     assert "Did you mean" not in message.hint
     assert all(name in message.hint for name in SETTING_NAMES)
@@ -150,8 +156,8 @@ def test_known_settings_are_derived_from_conf_settings():
 
 @pytest.mark.parametrize("value", ["1s", "10m", "2h", "179m", "10799s", " 2H "])
 def test_retention_shorter_than_the_retry_schedule_is_e012(settings, value):
-    assert ids({"KLAREFI_EVENT_RETENTION": value}, settings) == ["django_klarefi.E012"]
-    [message] = messages_with_id("django_klarefi.E012")
+    settings.KLAREFI_EVENT_RETENTION = value
+    message = only_message("django_klarefi.E012")
     assert message.msg == (
         f"KLAREFI_EVENT_RETENTION ({value.strip()!r}) is shorter than Klarefi's retry "
         f"schedule. {SHORT_RETENTION_REASON}"
@@ -177,37 +183,41 @@ def test_the_recommended_include_has_no_url_messages(settings):
     assert [m.id for m in checks.run_checks(tags=[checks.Tags.urls])] == []
 
 
-def test_urlconf_without_receiver_is_e011(settings):
-    settings.ROOT_URLCONF = "tests.urls_without_receiver"
-    assert ids({}, settings) == ["django_klarefi.E011"]
-    [message] = messages_with_id("django_klarefi.E011")
-    assert message.msg == (
-        'The Klarefi receiver has no URL: "django_klarefi:webhook" cannot be reversed and '
-        "no URL routes a receiver view, so every delivery gets a 404."
-    )
-    assert 'path("webhooks/klarefi", include("django_klarefi.urls"))' in message.hint
-
-
 @pytest.mark.parametrize("urlconf", ["tests.urls_marked_receiver", "tests.urls_plain_view"])
 def test_receiver_routed_without_the_include_is_not_e011(settings, urlconf):
     settings.ROOT_URLCONF = urlconf
     assert ids({}, settings) == []
 
 
-def test_include_with_trailing_slash_is_w003(settings):
-    settings.ROOT_URLCONF = "tests.urls_old_include"
-    assert ids({}, settings) == ["django_klarefi.W003"]
-    [message] = messages_with_id("django_klarefi.W003")
-    assert message.msg == (
-        "The Klarefi receiver's URL /webhooks/klarefi/ ends with a slash: a delivery to "
-        "/webhooks/klarefi, the form Klarefi's dashboard shows, is not received (a 301 "
-        "redirect that Klarefi does not follow, a 404 without APPEND_SLASH, a 500 with DEBUG "
-        "on)."
-    )
-    assert message.hint == (
-        'Include the receiver without the trailing slash, path("webhooks/klarefi", '
-        'include("django_klarefi.urls")): it then accepts both forms.'
-    )
+@pytest.mark.parametrize(
+    ("urlconf", "check_id", "msg", "hint"),
+    [
+        (
+            "tests.urls_without_receiver",
+            "django_klarefi.E011",
+            'The Klarefi receiver has no URL: "django_klarefi:webhook" cannot be reversed and '
+            "no URL routes a receiver view, so every delivery gets a 404.",
+            'Add path("webhooks/klarefi", include("django_klarefi.urls")) to the urlpatterns '
+            "of ROOT_URLCONF, and register https://<your host>/webhooks/klarefi as the "
+            "endpoint in Klarefi's dashboard.",
+        ),
+        (
+            "tests.urls_old_include",
+            "django_klarefi.W003",
+            "The Klarefi receiver's URL /webhooks/klarefi/ ends with a slash: a delivery to "
+            "/webhooks/klarefi, the form Klarefi's dashboard shows, is not received (a 301 "
+            "redirect that Klarefi does not follow, a 404 without APPEND_SLASH, a 500 with "
+            "DEBUG on).",
+            'Include the receiver without the trailing slash, path("webhooks/klarefi", '
+            'include("django_klarefi.urls")): it then accepts both forms.',
+        ),
+    ],
+    ids=["no-receiver-is-E011", "trailing-slash-include-is-W003"],
+)
+def test_receiver_url_messages(settings, urlconf, check_id, msg, hint):
+    settings.ROOT_URLCONF = urlconf
+    message = only_message(check_id)
+    assert (message.msg, message.hint) == (msg, hint)
 
 
 # --- No database ---------------------------------------------------------------------------
