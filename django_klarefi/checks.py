@@ -166,7 +166,7 @@ def check_event_retention(**kwargs: Any) -> list[CheckMessage]:
         hours = MIN_EVENT_RETENTION // timedelta(hours=1)
         return [
             Error(
-                f"KLAREFI_EVENT_RETENTION ({text.strip()!r}) is shorter than Klarefi's retry "
+                f'KLAREFI_EVENT_RETENTION ("{text.strip()}") is shorter than Klarefi\'s retry '
                 f"schedule. {SHORT_RETENTION_REASON}",
                 hint=f'Set it to "{hours}h" or longer, such as "90d".',
                 id="django_klarefi.E012",

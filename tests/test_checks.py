@@ -159,7 +159,7 @@ def test_retention_shorter_than_the_retry_schedule_is_e012(settings, value):
     settings.KLAREFI_EVENT_RETENTION = value
     message = only_message("django_klarefi.E012")
     assert message.msg == (
-        f"KLAREFI_EVENT_RETENTION ({value.strip()!r}) is shorter than Klarefi's retry "
+        f'KLAREFI_EVENT_RETENTION ("{value.strip()}") is shorter than Klarefi\'s retry '
         f"schedule. {SHORT_RETENTION_REASON}"
     )
     assert "late retry run the handlers again" in message.msg
