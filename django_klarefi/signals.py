@@ -13,8 +13,11 @@ Receivers run inside the attempt's database transaction: an exception, or a fail
 their writes at COMMIT (a deferred foreign key), rolls back every receiver's writes,
 stops the remaining receivers, and marks the event failed with the traceback, to be run
 again by Klarefi's retry, the admin or ``klarefi_reprocess``. Work that must happen only
-once the event is committed goes in ``transaction.on_commit``; an exception there is
-logged and does not fail the event.
+once the event is committed goes in ``transaction.on_commit``: pass ``robust=True``, so
+that a failing callback is only logged. An exception from a callback registered without it
+is logged too and does not fail the event, but, as Django runs callbacks, it stops the
+callbacks registered after it. A receiver that catches a database error must do so around
+an ``atomic()`` block of its own: otherwise the event cannot commit, and is failed.
 """
 
 from __future__ import annotations
