@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from django.db import models
+from django.db.models.fields.json import KeyTransform
 from django.utils.translation import gettext_lazy as _
 
 from django_klarefi.event_types import TEST_EVENT_KEY
@@ -40,8 +41,13 @@ class PayloadField(models.JSONField):
     ``{"$django_klarefi_json": "<the value as JSON text>"}`` (JSON text escapes U+0000, so
     the column can hold it), and read back as the original value. So is a value that is
     itself a one-key object with that key, so that decoding is always exact. The same
-    encoding is used on every database. Key lookups in queries do not see into an encoded
-    value.
+    encoding is used on every database. Key lookups and key transforms in queries do not
+    see into an encoded value (and are not decoded).
+
+    Otherwise the value is stored as it is; on PostgreSQL ``jsonb`` then normalises it as
+    it always does: object keys are reordered, and numbers are kept as decimals, so a
+    float written with an exponent whose value is integral reads back as an equal int
+    (``1e20`` as ``100000000000000000000``) and ``-0.0`` as ``0``.
     """
 
     def get_prep_value(self, value: Any) -> Any:
@@ -51,6 +57,8 @@ class PayloadField(models.JSONField):
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         value = super().from_db_value(value, expression, connection)
+        if isinstance(expression, KeyTransform):
+            return value  # a part of the stored value, never an encoded whole
         if isinstance(value, dict) and len(value) == 1:
             encoded = value.get(_ENCODED_KEY)
             if isinstance(encoded, str):

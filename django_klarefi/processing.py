@@ -11,10 +11,11 @@ Two entry points, and everything else goes through them:
 Both run the handlers through one function, :func:`_attempt_handlers`, so receivers see
 the same state whichever path ran them: ``event.status == "processed"``, ``event.error``
 empty, ``event.processed_at`` this attempt's start and ``event.attempts`` counting this
-attempt. That is the row as it commits if every receiver succeeds: it is written before
-the receivers run, in the same transaction as their writes. Anything that fails up to and
-including the COMMIT rolls all of it back, and the failure (status ``failed``, the
-traceback, the attempt) is then written in a transaction of its own.
+attempt. That is the row as it commits if every receiver succeeds, in the same transaction
+as their writes (a new event's row is inserted before the receivers run, a stored one's is
+updated after them). Anything that fails up to and including the COMMIT rolls all of it
+back, and the failure (status ``failed``, the traceback, the attempt) is then written in a
+transaction of its own.
 
 No status is ever persisted while handlers run: an attempt holds the row (a new row's
 INSERT, or a lock) inside its transaction, so a crashed process leaves the row as it was
@@ -37,6 +38,7 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.db.models import F, Max, QuerySet
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from django_klarefi.models import Event
@@ -105,7 +107,8 @@ class EnqueueFailed(Exception):
 
 
 class _AlreadyStored(Exception):
-    pass
+    def __init__(self, error: IntegrityError | None = None) -> None:
+        self.error = error
 
 
 class _EventLocked(Exception):
@@ -125,26 +128,39 @@ def receive_event(
 ) -> Result:
     """Store one verified delivery and process it now, or queue it with ``enqueue``.
 
-    A new event costs one transaction: the INSERT, the handlers, the COMMIT; queued, the
-    INSERT alone. A redelivery of a processed event costs one UPDATE, and never waits on
-    handlers running elsewhere. Raises :class:`InvalidEvent` for a payload that cannot be
-    stored, and ``DatabaseError`` when the database cannot be reached: nothing is written.
+    A new event costs one transaction: the INSERT (on PostgreSQL after a claim on the
+    event id, see :func:`_claim`), the handlers, the COMMIT; queued, the INSERT alone. A
+    redelivery of a processed event ends in one UPDATE, and never waits on handlers
+    running elsewhere. Raises :class:`InvalidEvent` for a payload that cannot be stored,
+    and ``DatabaseError`` when the database cannot be reached: nothing is written.
     """
     fields = event_fields(payload, raw_body, signed_at)
+    event_id = fields["event_id"]
     using = router.db_for_write(Event)
     now = timezone.now()
+    duplicate: IntegrityError | None = None
     for _ in range(_STORE_TRIES):
         try:
             return _store_new(Event(**fields), using, now, enqueue)
-        except _AlreadyStored:
-            pass
+        except _AlreadyStored as stored:
+            duplicate = stored.error
+        except _EventLocked:
+            # PostgreSQL: another delivery of this event holds its claim, the first one
+            # running its handlers, or a redelivery about to count itself.
+            if _count_processed_redelivery(event_id, using, now):
+                return Result(Outcome.ALREADY_PROCESSED, event_id)
+            return _in_flight(event_id)
         # Outside the except block, so that no traceback recorded from here on carries
         # the duplicate key as its context.
         try:
-            return _receive_again(fields["event_id"], using=using, now=now, enqueue=enqueue)
+            return _receive_again(event_id, using=using, now=now, enqueue=enqueue)
         except _EventMissing:
             continue  # deleted since the INSERT found it: store it again, as new
-    return Result(Outcome.IN_FLIGHT, fields["event_id"])
+    if duplicate is not None:
+        # An IntegrityError every time, yet never a row to be found: not a duplicate event
+        # id but another constraint (a trigger, a check of the project's own). Say so.
+        raise duplicate
+    return _in_flight(event_id)
 
 
 def process_event(event: Event, *, force: bool = False) -> Result:
@@ -206,26 +222,22 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
             # failing with "database is locked" on a later write (as a deferred
             # transaction that reads first does).
             event.save(force_insert=True, using=using)
-        except IntegrityError:
-            raise _AlreadyStored from None
+        except IntegrityError as exc:
+            raise _AlreadyStored(exc) from None
 
     if enqueue is None:
 
         def claim_and_insert(event: Event) -> None:
-            # On PostgreSQL, an INSERT of an event whose first delivery has not committed
-            # yet would wait, on the unique index, for as long as that delivery's
-            # handlers run. A claim on the event id (an advisory lock that ends with the
-            # transaction) answers such a redelivery IN_FLIGHT at once instead.
-            if not _claim_event_id(using, event.event_id):
+            claim = _claim(using, event.event_id)
+            if claim is _Claim.STORED:
+                raise _AlreadyStored
+            if claim is _Claim.BUSY:
                 raise _EventLocked
             insert(event)
 
-        try:
-            return _attempt_handlers(
-                using, begin=lambda: event, write=claim_and_insert, insert=True, delivered=True
-            )
-        except _EventLocked:
-            return _in_flight(event.event_id)
+        return _attempt_handlers(
+            using, begin=lambda: event, write=claim_and_insert, insert=True, delivered=True
+        )
     # Queued: the INSERT is the only statement. In autocommit it needs no BEGIN/COMMIT
     # pair, and on_commit enqueues at once. Inside a caller's transaction, a savepoint
     # still keeps a duplicate's IntegrityError from breaking that transaction.
@@ -273,7 +285,7 @@ def _count_processed_redelivery(event_id: str, using: str, now: datetime) -> boo
     sql = (
         f"UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s "  # noqa: S608
         f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id_column} = %s "
-        f"AND {status} = %s FOR UPDATE SKIP LOCKED)"
+        f"AND {status} = %s FOR NO KEY UPDATE SKIP LOCKED)"
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -300,6 +312,8 @@ def _attempt(
 
     def begin() -> Event | Result:
         event = _lock_event(using, event_id)
+        if event is None:
+            raise _EventMissing
         if delivered_at is not None:
             event.deliveries += 1
             event.last_received_at = delivered_at
@@ -350,7 +364,7 @@ def _attempt_handlers(
     committed = False
     event: Event | None = None
     result: Result | None = None
-    previously_processed_at: datetime | None = None
+    before: tuple[int, datetime | None] = (0, None)  # the row's attempts and processed_at
 
     def mark_committed() -> None:
         nonlocal committed
@@ -365,7 +379,7 @@ def _attempt_handlers(
             if isinstance(begun, Result):
                 result = begun
             else:
-                previously_processed_at = begun.processed_at
+                before = (begun.attempts, begun.processed_at)
                 begun.status, begun.error = Status.PROCESSED, ""
                 begun.processed_at = timezone.now()
                 begun.attempts += 1
@@ -373,6 +387,7 @@ def _attempt_handlers(
                     write(begun)
                 event = begun
                 send_event_signals(event)
+                _raise_if_doomed(using)
                 if not insert:
                     write(event)
                 result = Result(Outcome.PROCESSED, event.event_id, event)
@@ -392,42 +407,94 @@ def _attempt_handlers(
             return result
         if event is None:
             raise  # our own statements failed (the database is unavailable): nothing written
-        error = traceback.format_exc()
         logger.exception(
-            "Processing Klarefi event %s (%s) failed; it is stored as failed.",
+            "Processing Klarefi event %s (%s) failed; recording the failure.",
             event.event_id,
             event.event_type,
         )
+        attempts, processed_at = before
         return _record_failure(
-            event, using, error, delivered=delivered, processed_at=previously_processed_at
+            event,
+            using,
+            traceback.format_exc(),
+            delivered=delivered,
+            attempts_before=attempts,
+            processed_at=processed_at,
         )
     assert result is not None
     return result
 
 
+def _raise_if_doomed(using: str) -> None:
+    """Raise if the receivers left the transaction unable to commit.
+
+    A receiver that catches a database error without an atomic block of its own, or calls
+    ``transaction.set_rollback(True)``, leaves a transaction that Django would roll back
+    without a word at the end of the block (and on PostgreSQL a statement that failed
+    aborts the transaction even when the error was caught). The event would be answered
+    as processed and then be gone; this makes it a failure instead.
+    """
+    connection = connections[using]
+    raw = connection.connection
+    info = getattr(raw, "info", None)  # psycopg 3; psycopg2 has get_transaction_status()
+    status = getattr(info, "transaction_status", None)
+    if status is None and hasattr(raw, "get_transaction_status"):
+        status = raw.get_transaction_status()
+    # 3 is INERROR, "in a failed transaction block", in psycopg 3 and psycopg2 alike.
+    if connection.needs_rollback or status == 3:
+        raise TransactionManagementError(
+            "A receiver caught a database error, or marked the transaction for rollback "
+            "(transaction.set_rollback), so the event's writes cannot be committed. Put a "
+            "statement that may fail in a transaction.atomic() block of its own."
+        )
+
+
 def _record_failure(
-    event: Event, using: str, error: str, *, delivered: bool, processed_at: datetime | None
+    event: Event,
+    using: str,
+    error: str,
+    *,
+    delivered: bool,
+    attempts_before: int,
+    processed_at: datetime | None,
 ) -> Result:
     """Write a failed attempt on ``event``'s row, in a transaction of its own.
 
     The attempt's own writes were rolled back, the row with them if this was its first
-    delivery. The row is updated unless an attempt that began after this one succeeded
-    meanwhile (its ``processed_at`` is its start); a row that does not exist (the first
-    delivery's, or one deleted meanwhile) is inserted as failed.
+    delivery. The stored row counts the attempt (and the delivery); it is marked failed
+    with ``error`` unless another attempt, one that began after this one, succeeded
+    meanwhile (the row then has more attempts than this one saw, and is processed). A row
+    that does not exist (the first delivery's, or one deleted meanwhile) is inserted as
+    failed. A row locked by an attempt running right now is left to that attempt.
     """
-    started = event.processed_at
+    # No text column of PostgreSQL can hold U+0000, and a traceback may quote payload text.
+    error = error.replace("\x00", "\ufffd")
     event.status, event.error, event.processed_at = Status.FAILED, error, processed_at
-    changes: dict[str, Any] = {
-        "status": Status.FAILED,
-        "error": error,
-        "attempts": F("attempts") + 1,
-    }
-    if delivered:
-        changes.update(deliveries=F("deliveries") + 1, last_received_at=event.last_received_at)
-    rows = Event.objects.using(using).filter(event_id=event.event_id)
     for _ in range(2):
-        if rows.exclude(status=Status.PROCESSED, processed_at__gte=started).update(**changes):
-            return Result(Outcome.FAILED, event.event_id, event)
+        try:
+            with transaction.atomic(using=using):
+                row = _lock_event(using, event.event_id)
+                if row is not None:
+                    row.attempts += 1
+                    if delivered:
+                        row.deliveries += 1
+                        row.last_received_at = event.last_received_at
+                    if row.status != Status.PROCESSED or row.attempts - 1 <= attempts_before:
+                        row.status, row.error = Status.FAILED, error
+                    row.save(
+                        update_fields=[
+                            "status",
+                            "error",
+                            "attempts",
+                            "deliveries",
+                            "last_received_at",
+                        ],
+                        using=using,
+                    )
+                    return Result(Outcome.FAILED, event.event_id, row)
+        except _EventLocked:
+            # Another attempt is running on the row: it records its own outcome.
+            return Result(Outcome.FAILED, event.event_id)
         failed = Event(
             **{
                 field.attname: getattr(event, field.attname)
@@ -441,7 +508,6 @@ def _record_failure(
         except IntegrityError:
             continue  # stored meanwhile by a concurrent delivery: count it on that row
         return Result(Outcome.FAILED, event.event_id, failed)
-    # A concurrent attempt that began after this one succeeded: the event is processed.
     return Result(Outcome.FAILED, event.event_id)
 
 
@@ -450,37 +516,64 @@ def _in_flight(event_id: str) -> Result:
     return Result(Outcome.IN_FLIGHT, event_id)
 
 
-def _claim_event_id(using: str, event_id: str) -> bool:
-    """On PostgreSQL, take this transaction's advisory lock on ``event_id``; False when
-    another transaction holds it. Elsewhere always True (SQLite writes one at a time)."""
+class _Claim(enum.Enum):
+    CLAIMED = "claimed"
+    STORED = "stored"
+    BUSY = "busy"
+
+
+def _claim(using: str, event_id: str) -> _Claim:
+    """Before a new event's INSERT, on PostgreSQL: claim the event id for this transaction.
+
+    An INSERT of an id whose row is uncommitted (a first delivery running its handlers)
+    or being updated or deleted (a receiver saving its event, a prune batch) would wait on
+    the unique index for as long as that transaction runs. One statement instead takes an
+    advisory lock on the id, held until this transaction ends, and looks for a committed
+    row, which a plain read never waits for: ``BUSY`` when another delivery of the id
+    holds the claim, ``STORED`` when the row exists (a redelivery: no INSERT is tried),
+    else ``CLAIMED``. Elsewhere always ``CLAIMED`` (SQLite writes one at a time).
+    """
     connection = connections[using]
     if connection.vendor != "postgresql":
-        return True
+        return _Claim.CLAIMED
+    table = connection.ops.quote_name(Event._meta.db_table)
+    column = connection.ops.quote_name("event_id")
+    # Only quoted identifiers are formatted into the SQL; every value is a parameter.
+    sql = (
+        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)), "  # noqa: S608
+        f"EXISTS (SELECT 1 FROM {table} WHERE {column} = %s)"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [_ADVISORY_LOCK_CLASS, event_id]
-        )
-        return bool(cursor.fetchone()[0])
+        cursor.execute(sql, [_ADVISORY_LOCK_CLASS, event_id, event_id])
+        claimed, stored = cursor.fetchone()
+    if stored:
+        return _Claim.STORED
+    return _Claim.CLAIMED if claimed else _Claim.BUSY
 
 
-def _lock_event(using: str, event_id: str) -> Event:
+def _lock_event(using: str, event_id: str) -> Event | None:
+    """The event's row, locked for this transaction; None when there is none.
+
+    On PostgreSQL (and other databases with ``SELECT ... FOR UPDATE NOWAIT``) a row that
+    another transaction has locked raises ``_EventLocked`` at once. The lock is ``FOR NO
+    KEY UPDATE`` where the database has it: it does not conflict with the ``KEY SHARE``
+    locks that inserting rows with a foreign key to the event take.
+    """
+    connection = connections[using]
     events = Event.objects.using(using).filter(event_id=event_id)
-    if connections[using].features.has_select_for_update_nowait:
+    if connection.features.has_select_for_update_nowait:
+        no_key = connection.features.has_select_for_no_key_update
         try:
-            event = events.select_for_update(nowait=True).first()
+            return events.select_for_update(nowait=True, no_key=no_key).first()
         except DatabaseError as exc:
             if _is_lock_not_available(exc):
                 raise _EventLocked from exc
             raise
-    else:
-        # SQLite has no row locks: write before reading, so that this transaction takes
-        # the database's write lock first (waiting out the busy timeout) and attempts run
-        # one at a time. The UPDATE changes nothing.
-        events.update(attempts=F("attempts"))
-        event = events.first()
-    if event is None:
-        raise _EventMissing
-    return event
+    # SQLite has no row locks: write before reading, so that this transaction takes the
+    # database's write lock first (waiting out the busy timeout) and attempts run one at
+    # a time. The UPDATE changes nothing.
+    events.update(attempts=F("attempts"))
+    return events.first()
 
 
 def _is_lock_not_available(exc: DatabaseError) -> bool:

@@ -33,6 +33,7 @@ __all__ = ["OUTCOME_STATUS", "answer_delivery", "handle_delivery", "webhook"]
 logger = logging.getLogger("django_klarefi")
 
 # Status code per processing outcome. 409 and 503 mean "retry later": Klarefi retries them.
+# receive_event never returns MISSING (a row deleted meanwhile is stored again).
 OUTCOME_STATUS: dict[Outcome, int] = {
     Outcome.PROCESSED: 200,
     Outcome.ALREADY_PROCESSED: 200,

@@ -118,3 +118,12 @@ def test_payloads_without_nul_are_stored_as_they_are(client, handlers):
     assert json.loads(stored_column_text("evt_plain")) == json.loads(body)
     # And the column can still be queried by key.
     assert Event.objects.filter(payload__note="\\u0000").exists()
+
+
+def test_key_transforms_are_not_decoded(client, handlers):
+    # A nested value that happens to look like the encoding is data, not an encoded whole.
+    nested = {"$django_klarefi_json": "[1, 2]"}
+    body = json.dumps({"id": "evt_nested", "event": "case.completed", "data": nested}).encode()
+    post_signed(client, body)
+    assert list(Event.objects.values_list("payload__data", flat=True)) == [nested]
+    assert Event.objects.get().payload["data"] == nested

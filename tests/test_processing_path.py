@@ -4,13 +4,15 @@ up to and including the COMMIT (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 
 import django_klarefi
 from django_klarefi.models import Event
@@ -229,22 +231,36 @@ def test_a_failed_redelivery_stores_only_the_handlers_traceback(client, handlers
 # -- Rows that vanish ----------------------------------------------------------------------
 
 
-def delete_before_the_lock(event_id):
-    """An execute wrapper that deletes the event's row from another connection just
-    before this connection's attempt locks it, as the admin or klarefi_prune_events might."""
-    other = connection.copy()
-    state = {"deleted": False}
+def is_lock(sql):
+    """Whether ``sql`` is processing's row lock: FOR ... NOWAIT on PostgreSQL, the UPDATE
+    that changes nothing on SQLite."""
+    return "NOWAIT" in sql or '"attempts" = "django_klarefi_event"."attempts"' in sql
 
-    def wrapper(execute, sql, params, many, context):
-        locking = "NOWAIT" in sql or '"attempts" = "django_klarefi_event"."attempts"' in sql
-        if locking and not state["deleted"]:
-            state["deleted"] = True
-            with other.cursor() as cursor:
-                cursor.execute("DELETE FROM django_klarefi_event WHERE event_id = %s", [event_id])
-            other.close()
-        return execute(sql, params, many, context)
+
+def run_before_lock(sql_from_elsewhere, params, *, nth=1):
+    """An execute wrapper that runs ``sql_from_elsewhere`` on another connection just before
+    this connection's ``nth`` row lock (the attempt's is the first; a failure record's is the
+    next), as the admin, klarefi_prune_events or another process might."""
+    other = connection.copy()
+    state = {"locks": 0, "ran": False}
+
+    def wrapper(execute, sql, sql_params, many, context):
+        if is_lock(sql):
+            state["locks"] += 1
+            if state["locks"] == nth:
+                with other.cursor() as cursor:
+                    cursor.execute(sql_from_elsewhere, params)
+                other.close()
+                state["ran"] = True
+        return execute(sql, sql_params, many, context)
 
     return wrapper, state
+
+
+def delete_before_the_lock(event_id, *, nth=1):
+    return run_before_lock(
+        "DELETE FROM django_klarefi_event WHERE event_id = %s", [event_id], nth=nth
+    )
 
 
 def test_an_event_deleted_before_the_redelivery_locks_it_is_stored_again(client, handlers):
@@ -254,7 +270,7 @@ def test_an_event_deleted_before_the_redelivery_locks_it_is_stored_again(client,
     wrapper, state = delete_before_the_lock("evt_path")
     with connection.execute_wrapper(wrapper):
         response = post_event(client, case_completed())
-    assert state["deleted"]
+    assert state["ran"]
     assert response.status_code == 200
     assert response.json()["status"] == "processed"
     event = Event.objects.get()
@@ -268,7 +284,7 @@ def test_an_event_deleted_before_its_reprocess_locks_it_is_missing(client, handl
     wrapper, state = delete_before_the_lock("evt_path")
     with connection.execute_wrapper(wrapper):
         result = process_event(event, force=True)
-    assert state["deleted"]
+    assert state["ran"]
     assert result.outcome == Outcome.MISSING
     assert not Event.objects.exists()
 
@@ -276,24 +292,97 @@ def test_an_event_deleted_before_its_reprocess_locks_it_is_missing(client, handl
 def test_a_failure_recorded_after_the_row_vanished_stores_it_again(client, handlers):
     post_event(client, case_completed())
     event = Event.objects.get()
-    other = connection.copy()
-    state = {"deleted": False}
-
-    def delete_before_the_failure_record(execute, sql, params, many, context):
-        # The failure record's UPDATE counts the attempt with attempts + 1; the attempt
-        # itself has rolled back, so no lock stands in the other connection's way.
-        if '"attempts" + ' in sql and not state["deleted"]:
-            state["deleted"] = True
-            with other.cursor() as cursor:
-                cursor.execute("DELETE FROM django_klarefi_event WHERE event_id = %s", ["evt_path"])
-            other.close()
-        return execute(sql, params, many, context)
-
+    # Deleted after the attempt rolled back, before its failure is recorded.
+    wrapper, state = delete_before_the_lock("evt_path", nth=2)
     handlers.fail_with = RuntimeError("failed while the row was being deleted")
-    with connection.execute_wrapper(delete_before_the_failure_record):
+    with connection.execute_wrapper(wrapper):
         result = process_event(event, force=True)
-    assert state["deleted"]
+    assert state["ran"]
     assert result.outcome == Outcome.FAILED
     stored = Event.objects.get()
     assert (stored.status, stored.attempts) == ("failed", 2)
     assert "failed while the row was being deleted" in stored.error
+    assert result.event.pk == stored.pk
+
+
+def test_a_success_elsewhere_after_this_attempt_began_is_not_overwritten(client, handlers):
+    # The first delivery's handlers fail. Before its failure is recorded, another process
+    # stores the event and processes it (a redelivery on another web worker): the late
+    # failure record counts this attempt and delivery, and leaves the event processed.
+    handlers.fail_with = RuntimeError("this attempt fails")
+    wrapper, state = run_before_lock(
+        "INSERT INTO django_klarefi_event (event_id, event_type, case_id, session_id, payload,"
+        " status, error, attempts, deliveries, is_test, received_at, last_received_at,"
+        " processed_at) VALUES (%s, 'case.completed', '', '', '{}', 'processed', '', 1, 1,"
+        " FALSE, %s, %s, %s)",
+        ["evt_path", *[timezone.now()] * 3],
+    )
+    with connection.execute_wrapper(wrapper):
+        response = post_event(client, case_completed())
+    assert state["ran"]
+    assert response.status_code == 500
+    event = Event.objects.get()
+    assert (event.status, event.error, event.attempts, event.deliveries) == (
+        "processed",
+        "",
+        2,
+        2,
+    )
+
+
+def test_a_swallowed_database_error_fails_the_event_instead_of_losing_it(client, handlers):
+    def swallow(event):
+        if handlers.names[-1] != "event_received":
+            return  # only the last receiver, so that no later query trips over it
+        # No atomic block of its own: the error dooms the whole transaction.
+        with contextlib.suppress(IntegrityError):
+            HandlerRecord.objects.create(id=HandlerRecord.objects.first().id, event_id="dup")
+
+    handlers.on_call = swallow
+    response = post_event(client, case_completed())
+    assert response.status_code == 500
+    event = Event.objects.get()
+    assert event.status == "failed"
+    assert "TransactionManagementError" in event.error
+    assert "a transaction.atomic() block of its own" in event.error
+
+
+def test_set_rollback_in_a_receiver_fails_the_event(client, handlers):
+    def roll_back(event):
+        if handlers.names[-1] == "event_received":  # the last receiver
+            transaction.set_rollback(True)
+
+    handlers.on_call = roll_back
+    assert post_event(client, case_completed()).status_code == 500
+    assert Event.objects.get().status == "failed"
+    assert not HandlerRecord.objects.exists()
+
+
+@pytest.mark.postgres
+def test_a_swallowed_error_of_a_raw_query_fails_the_event(client, handlers):
+    def swallow(event):
+        if handlers.names[-1] != "event_received":
+            return
+        # psycopg raises nothing at COMMIT of an aborted transaction: PostgreSQL answers
+        # the COMMIT with a ROLLBACK.
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT 1/0")
+
+    handlers.on_call = swallow
+    assert post_event(client, case_completed()).status_code == 500
+    event = Event.objects.get()
+    assert event.status == "failed"
+    assert "TransactionManagementError" in event.error
+
+
+def test_a_failure_whose_message_quotes_nul_text_is_stored(client, handlers):
+    def fail_quoting(event):
+        raise ValueError("could not parse " + event.payload["text"])
+
+    handlers.on_call = fail_quoting
+    response = post_event(client, case_completed(text="page\x001"))
+    assert response.status_code == 500
+    assert response.json()["status"] == "failed"
+    event = Event.objects.get()
+    assert "could not parse page\ufffd1" in event.error
+    assert event.payload["text"] == "page\x001"

@@ -17,7 +17,7 @@ from tests.testapp.models import HandlerRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-URL = "/webhooks/klarefi/"
+URL = "/webhooks/klarefi"
 
 
 def case_completed(**extra):

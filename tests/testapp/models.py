@@ -16,3 +16,10 @@ class HandlerRecordNote(models.Model):
     DEFERRED on PostgreSQL and SQLite, so a note pointing at no record fails at COMMIT."""
 
     record = models.ForeignKey(HandlerRecord, on_delete=models.CASCADE)
+
+
+class EventNote(models.Model):
+    """A project's row pointing at a stored event: inserting one takes a KEY SHARE lock on
+    the event's row (PostgreSQL), which processing's row locks must not conflict with."""
+
+    event = models.ForeignKey("django_klarefi.Event", on_delete=models.CASCADE)
