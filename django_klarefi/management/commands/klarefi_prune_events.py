@@ -17,7 +17,7 @@ from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_klarefi.conf import MIN_EVENT_RETENTION, conf
+from django_klarefi.conf import MIN_EVENT_RETENTION, SHORT_RETENTION_REASON, conf
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument, parse_duration
 from django_klarefi.models import Event
 from django_klarefi.progress import add_quiet_argument, for_command
@@ -118,7 +118,9 @@ def _delete_batch(status: str, before: datetime, batch_size: int) -> int:
     """Delete up to ``batch_size`` of the oldest matching events in one transaction.
 
     One ``DELETE ... WHERE id IN (SELECT id ... LIMIT n)``: the rows are chosen by the
-    database along the (status, received_at) index, and no ids come back to Python. The
+    database along the (status, received_at) index, and no ids come back to Python, unless
+    a model of the project has a cascading foreign key to Event: then Django reads this
+    batch's keys (and only them) to delete the rows that point at it first. The
     outer filter repeats the conditions, so a row whose status changed meanwhile (a
     concurrent reprocess) is re-checked and left alone.
     """
@@ -128,8 +130,11 @@ def _delete_batch(status: str, before: datetime, batch_size: int) -> int:
     if not connections[using].features.allow_sliced_subqueries_with_in:
         # MySQL cannot LIMIT inside IN (...): fetch this one batch of ids instead.
         batch = list(batch)
+    # Only the keys: when a project's model points at Event with a cascading foreign key,
+    # Django must fetch the batch's rows to find theirs, and need not fetch the payloads.
+    doomed = _old(status, before).using(using).filter(pk__in=batch).only("pk")
     with transaction.atomic(using=using):
-        deleted, _ = _old(status, before).using(using).filter(pk__in=batch).delete()
+        deleted, _ = doomed.delete()
     return deleted
 
 
@@ -157,14 +162,12 @@ def _cutoff(older_than: timedelta | None) -> datetime:
 
 
 def _too_short(source: str, older_than: timedelta) -> str:
-    """Why pruning events younger than ``MIN_EVENT_RETENTION`` is refused."""
-    # Until the system check for KLAREFI_EVENT_RETENTION (E012) and its explanation land,
-    # the same reasoning is written out here.
+    """Why pruning events younger than ``MIN_EVENT_RETENTION``, as ``source`` asks, is
+    refused: the explanation the system check E012 gives for the setting."""
     return (
-        f"{source} {_span(older_than)} is shorter than Klarefi's retry schedule: a delivery "
-        "is retried up to 2 h 36 min after the first attempt, and a processed event pruned "
-        "before its last retry is not recognised by that retry, whose handlers would run "
-        f"again. Use at least {_span(MIN_EVENT_RETENTION)}. Nothing was deleted."
+        f"{source} {_span(older_than)} is shorter than Klarefi's retry schedule. "
+        f"{SHORT_RETENTION_REASON} Use at least {_span(MIN_EVENT_RETENTION)}. "
+        "Nothing was deleted."
     )
 
 
