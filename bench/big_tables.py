@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pg-name", default="klarefi_bench_big")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--skip-reprocess", action="store_true")
+    parser.add_argument(
+        "--prune-ingest-only",
+        action="store_true",
+        help="load the first size, then only measure ingest while a prune runs",
+    )
     args = parser.parse_args(argv)
     if not SAFE_PG_NAME.fullmatch(args.pg_name):
         parser.error("--pg-name must be a plain lower-case name containing 'bench'")
@@ -262,6 +267,48 @@ def reprocess_failed(rows: int) -> dict[str, float]:
     return measured
 
 
+def ingest_during_prune(handler: Any, requests: Requests, days: int) -> dict[str, Any]:
+    """Receiver/baseline ratio while ``klarefi_prune_events`` deletes the old rows, in
+    another thread (its own connection), against the same ratio just before."""
+    import threading
+
+    from django.core.management import call_command
+    from django.db import connections
+
+    from django_klarefi.models import Event
+
+    before = ingest_ratio(handler, requests, 200)
+    rows = Event.objects.count()
+    done = threading.Event()
+
+    def prune() -> None:
+        try:
+            with open(os.devnull, "w") as discard:
+                call_command(
+                    "klarefi_prune_events", "--older-than", f"{days // 4}d", "--quiet",
+                    stdout=discard, stderr=discard,
+                )  # fmt: skip
+        finally:
+            connections.close_all()
+            done.set()
+
+    worker = threading.Thread(target=prune)
+    began = time.perf_counter()
+    worker.start()
+    ratios = []
+    while not done.is_set():
+        ratios.append(ingest_ratio(handler, requests, 20))  # asserts every answer is 200
+    worker.join()
+    return {
+        "ratio_before": before,
+        "ratio_during": statistics.median(ratios),
+        "during_vs_before": statistics.median(ratios) / before,
+        "chunks_during": len(ratios),
+        "prune_seconds": time.perf_counter() - began,
+        "deleted": rows - Event.objects.count(),
+    }
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -278,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
 
         handler = WSGIHandler()
         requests = Requests()
+        if args.prune_ingest_only:
+            load(0, args.sizes[0], args.days, seed=1)
+            report["ingest_during_prune"] = ingest_during_prune(handler, requests, args.days)
+            print(json.dumps(report, indent=1))
+            return 0
         report["empty_ingest_ratio"] = ingest_ratio(handler, requests, args.ingest_events)
         loaded = Event.objects.count()
         for size in sorted(args.sizes):
