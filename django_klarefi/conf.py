@@ -86,5 +86,18 @@ class Settings:
         """``KLAREFI_API_KEY``: the API key (``sk_...``) for ``--via-api``."""
         return getattr(settings, "KLAREFI_API_KEY", None)
 
+    @property
+    def API_PERMISSION_CLASSES(self) -> list[Any]:
+        """``KLAREFI_API_PERMISSION_CLASSES``: the permission classes (or their dotted paths)
+        of the DRF events API (``django_klarefi.contrib.rest_framework``). Default: admin
+        users only (``IsAdminUser``)."""
+        return list(
+            getattr(
+                settings,
+                "KLAREFI_API_PERMISSION_CLASSES",
+                ["rest_framework.permissions.IsAdminUser"],
+            )
+        )
+
 
 conf = Settings()
