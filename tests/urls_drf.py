@@ -14,6 +14,11 @@ urlpatterns = [
     path("api/session-first/", views.SessionFirstView.as_view(), name="session-first"),
     path("api/data-read-first/", views.DataReadFirstView.as_view(), name="data-read-first"),
     path(
+        "api/streamed-data-read-first/",
+        views.StreamedDataReadFirstView.as_view(),
+        name="streamed-data-read-first",
+    ),
+    path(
         "api/staff-events/",
         views.StaffOnlyEventViewSet.as_view({"get": "list"}),
         name="staff-events",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -56,9 +59,26 @@ class ReadsDataAuthentication(BaseAuthentication):
 
 
 class DataReadFirstView(SignedView):
-    """The wrong order: ``request.data`` is parsed before the signature is checked."""
+    """``request.data`` parsed before the signature is checked: DRF's JSONParser keeps the
+    raw body on the request, so this still works."""
 
     authentication_classes = [ReadsDataAuthentication, KlarefiSignatureAuthentication]
+
+
+class StreamingJSONParser(BaseParser):
+    """A parser that reads the request stream itself (as MultiPartParser does), so the raw
+    body is gone once it has run."""
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return json.loads(stream.read())
+
+
+class StreamedDataReadFirstView(DataReadFirstView):
+    """The wrong order with a streaming parser: Django raises RawPostDataException."""
+
+    parser_classes = [StreamingJSONParser]
 
 
 class StaffOnlyEventViewSet(EventViewSet):
