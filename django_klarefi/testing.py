@@ -22,11 +22,10 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import Signal
-from django.http import HttpResponse
 from django.test import AsyncClient, Client
 from django.urls import reverse
 
@@ -35,6 +34,11 @@ from django_klarefi.models import Event
 from django_klarefi.samples import sample_event
 from django_klarefi.signals import EVENT_SIGNALS, event_received
 from django_klarefi.signature import SIGNATURE_HEADER, sign_webhook_payload
+
+if TYPE_CHECKING:
+    # The test clients' responses (with .json(), .templates, ...), as django-stubs names them.
+    from django.test.client import _MonkeyPatchedASGIResponse as AsyncTestResponse
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 __all__ = [
     "SentSignal",
@@ -121,14 +125,14 @@ def post_event(
     timestamp: int | None = None,
     signature: str | None = None,
     url: str | None = None,
-) -> HttpResponse:
+) -> TestResponse:
     """POST a signed event to the receiver with Django's test client.
 
     ``event`` is a payload, an event type (``"case.completed"``: :func:`build_event`
     builds it) or the exact body bytes. ``signature`` replaces the header (to test
     rejections); ``url`` defaults to the reversed ``django_klarefi:webhook``.
     """
-    return client.post(**_delivery(event, secret, timestamp, signature, url))  # type: ignore[return-value]
+    return client.post(**_delivery(event, secret, timestamp, signature, url))
 
 
 async def apost_event(
@@ -139,9 +143,9 @@ async def apost_event(
     timestamp: int | None = None,
     signature: str | None = None,
     url: str | None = None,
-) -> HttpResponse:
+) -> AsyncTestResponse:
     """:func:`post_event` with Django's ``AsyncClient``: ``await apost_event(...)``."""
-    return await async_client.post(**_delivery(event, secret, timestamp, signature, url))  # type: ignore[return-value]
+    return await async_client.post(**_delivery(event, secret, timestamp, signature, url))
 
 
 class SentSignal(NamedTuple):

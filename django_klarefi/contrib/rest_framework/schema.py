@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.util import find_spec
 
 __all__ = ["load_schema_extensions"]
 
@@ -19,5 +18,8 @@ def load_schema_extensions() -> None:
     DRF itself is still importing ``DEFAULT_AUTHENTICATION_CLASSES`` would be an import
     cycle.
     """
-    if find_spec("drf_spectacular") is not None:
-        import_module(EXTENSIONS_MODULE)
+    try:
+        import drf_spectacular  # noqa: F401
+    except ImportError:
+        return
+    import_module(EXTENSIONS_MODULE)
