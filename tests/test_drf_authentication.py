@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils.module_loading import import_string
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, ParseError
 from rest_framework.request import Request
 
 from django_klarefi.contrib.rest_framework import KlarefiSignatureAuthentication
@@ -63,6 +63,29 @@ def test_auth_reports_the_reason_code():
     with pytest.raises(AuthenticationFailed) as failure:
         KlarefiSignatureAuthentication().authenticate(request)
     assert failure.value.get_codes() == "no_matching_signature"
+
+
+def test_signed_body_that_is_not_an_event_is_400(client):
+    response = post_event(client, b"[1]", url=reverse("signed"))
+    assert response.status_code == 400
+    assert response.json()["detail"] == "The body must be a JSON object."
+
+
+class BrokenStream:
+    def read(self, *args):
+        raise OSError("connection reset")
+
+    def close(self):
+        pass
+
+
+def test_unreadable_body_is_400():
+    body = encode_event(build_event("case.completed"))
+    request = _drf_request(body, signed_headers(body))
+    request._request._stream = BrokenStream()
+    with pytest.raises(ParseError) as failure:
+        KlarefiSignatureAuthentication().authenticate(request)
+    assert failure.value.get_codes() == "unreadable_body"
 
 
 def test_body_over_the_limit_is_413_unread(client, settings):

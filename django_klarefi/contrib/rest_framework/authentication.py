@@ -7,13 +7,14 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import RawPostDataException
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import APIException, AuthenticationFailed
+from rest_framework.exceptions import APIException, AuthenticationFailed, ParseError
 from rest_framework.request import Request
 
 from django_klarefi.conf import conf
 from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
 from django_klarefi.signature import (
     SIGNATURE_HEADER,
+    InvalidPayload,
     VerifiedWebhook,
     WebhookVerificationError,
     verify_webhook,
@@ -47,7 +48,8 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
     :class:`~django_klarefi.signature.VerifiedWebhook` (parsed payload and signed
     timestamp); pair it with :class:`~.permissions.HasKlarefiSignature`. A request without
     the header is left to the next authentication class (``None``); a bad signature is a
-    401 with a ``WWW-Authenticate`` header.
+    401 with a ``WWW-Authenticate`` header; a signed body that is not a JSON event is a 400
+    (``invalid_payload``), as the receiver answers.
 
     The body is read (and kept) before DRF parses it, so ``request.data`` works in the
     view. Put this class before any class that reads ``request.data``.
@@ -70,6 +72,9 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
         body = self.read_body(request)
         try:
             verified = verify_webhook(body, header, secrets, tolerance=conf.WEBHOOK_TOLERANCE)
+        except InvalidPayload as exc:
+            # Signed, but not a JSON event: 400, as the receiver answers.
+            raise ParseError(str(exc), code=exc.reason) from None
         except WebhookVerificationError as exc:
             raise AuthenticationFailed(str(exc), code=exc.reason) from None
         return AnonymousUser(), verified
@@ -96,6 +101,8 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
             body = django_request.body
         except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE
             raise BodyTooLarge(f"The body is over {limit} bytes.") from None
+        except OSError:  # the client went away mid-body (Django's UnreadablePostError)
+            raise ParseError("The body could not be read.", code="unreadable_body") from None
         except RawPostDataException as exc:
             raise RuntimeError(
                 "KlarefiSignatureAuthentication could not read the raw body: request.data "
