@@ -129,7 +129,10 @@ class EventViewSetSchema(OpenApiViewExtension):
                 summary="List Klarefi events, newest first",
                 description="Cursor-paginated: follow next and previous; there is no count.",
             ),
-            retrieve=extend_schema(summary="One Klarefi event"),
+            retrieve=extend_schema(
+                summary="One Klarefi event",
+                description="The stored payload and the processing bookkeeping.",
+            ),
             reprocess=reprocess,
         )(Fixed)
         return decorated
