@@ -7,6 +7,7 @@ same status, body and headers.
 from __future__ import annotations
 
 import pytest
+from django.core import checks
 from django.core.cache import caches
 from django.core.handlers.base import BaseHandler
 from django.db import connection
@@ -174,3 +175,15 @@ def test_subclass_adds_throttling(handlers):
     ]
     assert [response.status_code for response in answers] == [200, 429]
     assert Event.objects.count() == 1
+
+
+def test_routing_only_the_drf_receiver_satisfies_the_url_check(settings):
+    settings.ROOT_URLCONF = "tests.urls_drf_receiver_only"
+    assert [
+        message.id
+        for message in checks.run_checks()
+        if message.id and message.id.startswith("django_klarefi")
+    ] == []
+    # The check is real: without any receiver routed, it reports one.
+    settings.ROOT_URLCONF = "tests.urls_without_receiver"
+    assert "django_klarefi.E011" in [message.id for message in checks.run_checks()]
