@@ -100,7 +100,7 @@ def test_detail_exposes_payload_and_processing_fields(staff_client):
     assert body["case_id"] == "case_7"
     assert body["status"] == "processed"
     assert body["payload"] == event.payload
-    assert body["is_test"] is event.is_test
+    assert body["is_test"] is True  # built by build_event, a test event
     assert SECRET not in staff_client.get(detail(event)).content.decode()
 
 

@@ -8,6 +8,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
+from django_klarefi.event_types import TEST_EVENT_KEY
 from django_klarefi.models import Event
 from django_klarefi.samples import SAMPLE_EVENT_TYPES
 from django_klarefi.signals import EVENT_SIGNALS, case_completed, event_received, skill_resolved
@@ -32,6 +33,13 @@ def test_build_event_is_a_realistic_sample_with_a_fresh_id(event_type):
     assert first["id"] != second["id"]
     assert {"id", "event", "created_at", "case_id", "session_id", "data"} <= set(first)
     assert first["data"]
+
+
+def test_build_event_is_marked_as_a_test_event(client):
+    event = build_event("case.completed")
+    assert event[TEST_EVENT_KEY] is True
+    post_event(client, event)
+    assert Event.objects.get().is_test is True
 
 
 def test_build_event_overrides_top_level_keys():
