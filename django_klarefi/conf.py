@@ -101,16 +101,12 @@ class Settings:
         return getattr(settings, "KLAREFI_API_KEY", None)
 
     @property
-    def API_PERMISSION_CLASSES(self) -> list[Any]:
+    def API_PERMISSION_CLASSES(self) -> Any:
         """``KLAREFI_API_PERMISSION_CLASSES``: the permission classes (or their dotted paths)
-        of the DRF events API (``django_klarefi.contrib.rest_framework``). Default: admin
-        users only (``IsAdminUser``)."""
-        return list(
-            getattr(
-                settings,
-                "KLAREFI_API_PERMISSION_CLASSES",
-                ["rest_framework.permissions.IsAdminUser"],
-            )
+        of the DRF events API (``django_klarefi.contrib.rest_framework``), a list. Default:
+        admin users only (``IsAdminUser``)."""
+        return getattr(
+            settings, "KLAREFI_API_PERMISSION_CLASSES", ["rest_framework.permissions.IsAdminUser"]
         )
 
 
