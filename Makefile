@@ -38,6 +38,7 @@ lint: $(VENV)/.test-installed
 
 typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy django_klarefi
+	cd examples/typed_usage && $(abspath $(VENV))/bin/mypy .
 
 tox: $(VENV)/.test-installed
 	scripts/tox.sh
