@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 # autodoc imports the modules, and the models need Django set up. A minimal project is
 # enough: nothing here touches a database.
 settings.configure(
-    SECRET_KEY="docs-build-not-secret",
+    SECRET_KEY="docs-build-not-secret",  # noqa: S106 (the docs build serves nothing)
     INSTALLED_APPS=[
         "django.contrib.admin",
         "django.contrib.auth",
@@ -32,7 +32,7 @@ import django_klarefi  # noqa: E402
 
 project = "django-klarefi"
 author = "django-klarefi developers"
-copyright = "2026, django-klarefi developers"  # noqa: A001
+copyright = "2026, django-klarefi developers"
 release = django_klarefi.__version__
 version = release
 
