@@ -25,8 +25,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import formats
-from django.utils.html import format_html
+from django.utils import formats, timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
@@ -51,7 +51,7 @@ else:  # ModelAdmin is generic in django-stubs only.
 DISPLAY_LIMIT = 100_000
 
 #: Ids longer than this are shortened in the list (the whole id is on hover).
-SHORT_ID_LENGTH = 24
+SHORT_ID_LENGTH = 20
 
 
 class SendTestEventForm(forms.Form):
@@ -79,18 +79,17 @@ class SendTestEventForm(forms.Form):
 class EventAdmin(_ModelAdmin):
     """Read-only: events come from Klarefi. Delete follows the normal delete permission."""
 
-    # Type and status first: on a narrow screen they are the columns that stay visible.
+    # Type and status first: on a narrow screen they are the columns that stay visible. The
+    # event id sits under the type, and the case and session ids share a column, so that
+    # the list fits 1366 pixels with the navigation sidebar and the filters open.
     list_display = (
         "type_label",
         "status_badge",
-        "short_event_id",
-        "short_case_id",
-        "short_session_id",
-        "deliveries",
-        "attempts",
-        "received_at",
+        "references",
+        "counts",
+        "received",
     )
-    list_display_links = ("type_label", "short_event_id")
+    list_display_links = ("type_label",)
     list_filter = (StatusFilter, EventTypeFilter, "is_test")
     date_hierarchy = "received_at"
     search_fields = ("event_id", "case_id", "session_id")
@@ -98,7 +97,7 @@ class EventAdmin(_ModelAdmin):
     # The index klarefi_event_received, (-received_at, -id), serves this ordering.
     ordering = ("-received_at", "-id")
     # Sorting by another column would sort the whole table: only received_at has an index.
-    sortable_by = ("received_at",)
+    sortable_by = ("received",)
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
@@ -192,28 +191,57 @@ class EventAdmin(_ModelAdmin):
 
     # Columns and read-only fields.
 
-    @admin.display(description=_("event type"))
+    @admin.display(description=_("event"))
     def type_label(self, event: Event) -> SafeString:
-        if event.is_test:
-            return format_html(
-                '{} <span class="klarefi-test" title="{}">{}</span>',
-                event.event_type,
+        """The type (a test badge beside it), and the shortened event id under it."""
+        # <wbr> after each dot: a long type breaks at its dots rather than widening the list.
+        words = format_html_join(
+            format_html("<wbr>"), "{}", ((w,) for w in _dotted(event.event_type))
+        )
+        badge = (
+            format_html(
+                ' <span class="klarefi-test" title="{}">{}</span>',
                 _("A signed test event sent by django-klarefi"),
                 _("test"),
             )
-        return format_html("{}", event.event_type)
+            if event.is_test
+            else ""
+        )
+        return format_html(
+            '<span class="klarefi-type">{}</span>{}<br>{}',
+            words,
+            badge,
+            _shortened(event.event_id, "klarefi-event-id"),
+        )
 
-    @admin.display(description=_("event id"))
-    def short_event_id(self, event: Event) -> SafeString:
-        return _shortened(event.event_id)
+    @admin.display(description=_("case / session"))
+    def references(self, event: Event) -> SafeString:
+        """The case id over the session id, each shortened when long."""
+        return format_html(
+            "{}<br>{}", _shortened(event.case_id or "-"), _shortened(event.session_id or "-")
+        )
 
-    @admin.display(description=_("case id"))
-    def short_case_id(self, event: Event) -> SafeString:
-        return _shortened(event.case_id)
+    @admin.display(description=_("attempts / deliveries"))
+    def counts(self, event: Event) -> SafeString:
+        """How often the handlers ran, over how many signed deliveries arrived."""
+        return format_html(
+            '<span title="{}">{} / {}</span>',
+            _("%(attempts)d attempts, %(deliveries)d deliveries")
+            % {"attempts": event.attempts, "deliveries": event.deliveries},
+            event.attempts,
+            event.deliveries,
+        )
 
-    @admin.display(description=_("session id"))
-    def short_session_id(self, event: Event) -> SafeString:
-        return _shortened(event.session_id)
+    @admin.display(description=_("received"), ordering="received_at")
+    def received(self, event: Event) -> SafeString:
+        moment = timezone.localtime(event.received_at)
+        return format_html(
+            '<time datetime="{}" title="{}">{}<br>{}</time>',
+            moment.isoformat(),
+            formats.date_format(moment, "DATETIME_FORMAT"),
+            moment.strftime("%Y-%m-%d"),
+            moment.strftime("%H:%M:%S"),
+        )
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, event: Event) -> SafeString:
@@ -387,14 +415,19 @@ def _reprocess_message(event: Event, outcome: Outcome) -> str:
     return str(text).format(event=event, attempts=event.attempts, outcome=outcome)
 
 
-def _shortened(value: str) -> SafeString:
-    """``value`` for a list cell: cut in the middle when long, the whole of it on hover."""
-    if len(value) <= SHORT_ID_LENGTH:
-        return format_html("{}", value)
-    head = SHORT_ID_LENGTH - 8
-    return format_html(
-        '<span class="klarefi-id" title="{}">{}…{}</span>', value, value[:head], value[-6:]
-    )
+def _shortened(value: str, css_class: str = "") -> SafeString:
+    """``value`` for a list cell, in a ``klarefi-id`` span whose title is the whole value:
+    cut in the middle when longer than SHORT_ID_LENGTH."""
+    shown = value
+    if len(value) > SHORT_ID_LENGTH:
+        head = SHORT_ID_LENGTH - 7
+        shown = f"{value[:head]}…{value[-6:]}"
+    return format_html('<span class="klarefi-id {}" title="{}">{}</span>', css_class, value, shown)
+
+
+def _dotted(event_type: str) -> list[str]:
+    parts = event_type.split(".")
+    return [f"{part}." for part in parts[:-1]] + parts[-1:]
 
 
 def _preformatted(text: str, css_class: str) -> SafeString:
