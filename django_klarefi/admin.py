@@ -196,7 +196,7 @@ class EventAdmin(_ModelAdmin):
         """The type (a test badge beside it), and the shortened event id under it."""
         # <wbr> after each dot: a long type breaks at its dots rather than widening the list.
         words = format_html_join(
-            format_html("<wbr>"), "{}", ((w,) for w in _dotted(event.event_type))
+            SafeString("<wbr>"), "{}", ((w,) for w in _dotted(event.event_type))
         )
         badge = (
             format_html(
