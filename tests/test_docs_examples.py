@@ -6,7 +6,8 @@ the Sphinx site) is an example:
 
 * ``<!-- example -->``: run with a test database, in one namespace per file, in order (a
   later block can use an earlier one's receivers). Every ``test_*`` function a block defines
-  is then called with the pytest fixtures its parameters name, as pytest would.
+  (not one it imports) is then called with the pytest fixtures its parameters name, as
+  pytest would.
 * ``<!-- example: settings -->``: settings lines, run on their own with no
   ``KLAREFI_*`` variable in the environment; they must not raise.
 * ``<!-- example: logging -->``: defines ``LOGGING``, which ``logging.config.dictConfig``
@@ -61,11 +62,14 @@ def test_examples_run(path, request, settings):
     settings.KLAREFI_WEBHOOK_SECRET = "whsec_docs_examples"
     namespace: dict[str, object] = {"__name__": f"docs_example_{path.stem}"}
     for number, code in enumerate(examples(path, None), start=1):
+        filename = f"{_name(path)} example {number}"
         before = set(namespace)
-        exec(compile(code, f"{_name(path)} example {number}", "exec"), namespace)
+        exec(compile(code, filename, "exec"), namespace)
         for name in sorted(set(namespace) - before):
             function = namespace[name]
-            if name.startswith("test_") and callable(function):
+            code_object = getattr(function, "__code__", None)
+            # Tests the block defines, not names it imports (sending.test_event, say).
+            if name.startswith("test_") and getattr(code_object, "co_filename", "") == filename:
                 parameters = inspect.signature(function).parameters
                 function(**{p: request.getfixturevalue(p) for p in parameters})
 
