@@ -10,4 +10,5 @@ class KlarefiConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_klarefi import checks  # noqa: F401  (registers the system checks)
+        # Importing the modules registers their system checks.
+        from django_klarefi import checks, url_checks  # noqa: F401

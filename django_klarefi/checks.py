@@ -1,19 +1,38 @@
-"""System checks for the ``KLAREFI_*`` settings. None of them touches the database."""
+"""System checks for the ``KLAREFI_*`` settings. None of them touches the database.
+
+The checks on the URLconf (E011, W003) are in :mod:`django_klarefi.url_checks`.
+"""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_klarefi import tasks
-from django_klarefi.conf import PROCESSING_MODES, conf
+from django_klarefi.conf import (
+    MIN_EVENT_RETENTION,
+    PROCESSING_MODES,
+    SETTING_NAMES,
+    SHORT_RETENTION_REASON,
+    conf,
+)
 from django_klarefi.durations import InvalidDuration, parse_duration
+
+SETTING_PREFIX = "KLAREFI_"
 
 
 @register(Tags.security)
 def check_webhook_secret(**kwargs: Any) -> list[CheckMessage]:
+    """No secret (E001), a wrong type or a blank entry (E002), an entry with surrounding
+    whitespace (E010), an entry without the ``whsec_`` prefix (W001).
+
+    Messages name an entry by its position, never by its value.
+    """
     value = conf.WEBHOOK_SECRET
     if value is None or value in ("", [], ()):
         return [
@@ -26,28 +45,64 @@ def check_webhook_secret(**kwargs: Any) -> list[CheckMessage]:
         ]
     secrets = [value] if isinstance(value, str) else value
     if not isinstance(value, str | list | tuple) or not all(
-        isinstance(secret, str) and secret for secret in secrets
+        isinstance(secret, str) and secret.strip() for secret in secrets
     ):
         return [
             Error(
-                "KLAREFI_WEBHOOK_SECRET must be a non-empty string or a list/tuple of "
-                "non-empty strings.",
+                "KLAREFI_WEBHOOK_SECRET must be a string or a list/tuple of strings, none of "
+                "them empty or only whitespace.",
                 hint="Use a list, newest first, to rotate secrets: "
                 'KLAREFI_WEBHOOK_SECRET = ["whsec_new...", "whsec_old..."].',
                 id="django_klarefi.E002",
             )
         ]
-    # The message names the position of the secret, never the secret itself.
-    return [
-        Warning(
-            f"KLAREFI_WEBHOOK_SECRET entry {index} does not start with 'whsec_'.",
-            hint="Klarefi signing secrets start with whsec_ and are used verbatim, prefix "
-            "included. Check that the whole secret was copied.",
-            id="django_klarefi.W001",
+    messages: list[CheckMessage] = []
+    for index, secret in enumerate(secrets):
+        if secret != secret.strip():
+            messages.append(
+                Error(
+                    f"KLAREFI_WEBHOOK_SECRET entry {index} has leading or trailing "
+                    "whitespace. Secrets are used verbatim, so Klarefi's deliveries will "
+                    "not match it (test events signed with it here would).",
+                    hint="Strip the value where it is read: a secrets file usually ends "
+                    'with a newline. For example os.environ["KLAREFI_WEBHOOK_SECRET"]'
+                    ".strip() or Path(...).read_text().strip().",
+                    id="django_klarefi.E010",
+                )
+            )
+        if not secret.strip().startswith("whsec_"):
+            messages.append(
+                Warning(
+                    f"KLAREFI_WEBHOOK_SECRET entry {index} does not start with 'whsec_'.",
+                    hint="Klarefi signing secrets start with whsec_ and are used verbatim, "
+                    "prefix included. Check that the whole secret was copied.",
+                    id="django_klarefi.W001",
+                )
+            )
+    return messages
+
+
+@register()
+def check_unknown_settings(**kwargs: Any) -> list[CheckMessage]:
+    """W004: a ``KLAREFI_*`` setting that django-klarefi does not read, a typo most often."""
+    known = {name.removeprefix(SETTING_PREFIX): name for name in SETTING_NAMES}
+    messages: list[CheckMessage] = []
+    for name in sorted(dir(settings)):
+        if not name.startswith(SETTING_PREFIX) or name in SETTING_NAMES:
+            continue
+        close = difflib.get_close_matches(name.removeprefix(SETTING_PREFIX), known, n=1)
+        if close:
+            hint = f"Did you mean {known[close[0]]}?"
+        else:
+            hint = f"django-klarefi's settings are {', '.join(sorted(SETTING_NAMES))}."
+        messages.append(
+            Warning(
+                f"{name} is not a django-klarefi setting, so it has no effect.",
+                hint=hint,
+                id="django_klarefi.W004",
+            )
         )
-        for index, secret in enumerate(secrets)
-        if not secret.startswith("whsec_")
-    ]
+    return messages
 
 
 @register()
@@ -91,12 +146,13 @@ def _quoted(values: Sequence[str]) -> str:
 
 @register()
 def check_event_retention(**kwargs: Any) -> list[CheckMessage]:
-    """``KLAREFI_EVENT_RETENTION``, when set, is a duration such as "90d"."""
-    retention = conf.EVENT_RETENTION
-    if retention is None:
+    """``KLAREFI_EVENT_RETENTION``, when set, is a duration such as "90d" (E009), and no
+    shorter than Klarefi's retry schedule (E012)."""
+    text = conf.EVENT_RETENTION
+    if text is None:
         return []
     try:
-        parse_duration(retention)
+        retention = parse_duration(text)
     except InvalidDuration as exc:
         return [
             Error(
@@ -104,6 +160,16 @@ def check_event_retention(**kwargs: Any) -> list[CheckMessage]:
                 hint='Use a string such as "90d" (days), "12h", "10m", "30s" or "2w", or '
                 "remove the setting and pass klarefi_prune_events --older-than.",
                 id="django_klarefi.E009",
+            )
+        ]
+    if retention < MIN_EVENT_RETENTION:
+        hours = MIN_EVENT_RETENTION // timedelta(hours=1)
+        return [
+            Error(
+                f'KLAREFI_EVENT_RETENTION ("{text.strip()}") is shorter than Klarefi\'s retry '
+                f"schedule. {SHORT_RETENTION_REASON}",
+                hint=f'Set it to "{hours}h" or longer, such as "90d".',
+                id="django_klarefi.E012",
             )
         ]
     return []

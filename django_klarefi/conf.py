@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,14 @@ from django.conf import settings
 #: ``klarefi_prune_events --older-than`` refuse anything shorter.
 MIN_EVENT_RETENTION = timedelta(hours=3)
 
+#: Why a retention shorter than :data:`MIN_EVENT_RETENTION` is refused, for the check
+#: (``django_klarefi.E012``) and ``klarefi_prune_events --older-than`` alike.
+SHORT_RETENTION_REASON = (
+    "Klarefi retries a delivery for up to 2 h 36 min after its first attempt, so events "
+    f"must be kept at least {MIN_EVENT_RETENTION // timedelta(hours=1)} hours: pruning a "
+    "processed event before its retries stop lets a late retry run the handlers again."
+)
+
 DEFAULT_TOLERANCE = 300
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 PROCESSING_MODES = ("sync", "task")
@@ -22,7 +31,9 @@ PROCESSING_MODES = ("sync", "task")
 class Settings:
     """Typed access to the ``KLAREFI_*`` settings, with their defaults.
 
-    Values are returned as configured; :mod:`django_klarefi.checks` reports bad ones.
+    Values are returned as configured; :mod:`django_klarefi.checks` reports bad ones. The
+    docstring of a property that reads a setting begins with the setting's name in double
+    backticks: :data:`SETTING_NAMES`, and so the unknown-setting check, is built from them.
     """
 
     @property
@@ -32,13 +43,16 @@ class Settings:
 
     @property
     def WEBHOOK_SECRETS(self) -> tuple[str, ...]:
-        """Every configured secret, first one first; empty when none is set."""
+        """Every configured secret, first one first, verbatim; empty when none is set.
+
+        Entries that are not strings, or are empty or only whitespace, are left out (check
+        ``django_klarefi.E002`` reports them), so a receiver with nothing left answers 503.
+        """
         value = self.WEBHOOK_SECRET
-        if isinstance(value, str):
-            return (value,) if value else ()
-        if isinstance(value, list | tuple):
-            return tuple(secret for secret in value if isinstance(secret, str) and secret)
-        return ()
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple):
+            return ()
+        return tuple(secret for secret in entries if isinstance(secret, str) and secret.strip())
 
     @property
     def SIGNING_SECRET(self) -> str | None:
@@ -86,5 +100,22 @@ class Settings:
         """``KLAREFI_API_KEY``: the API key (``sk_...``) for ``--via-api``."""
         return getattr(settings, "KLAREFI_API_KEY", None)
 
+
+_SETTING_DOCSTRING = re.compile(r"\s*``(KLAREFI_[A-Z0-9_]+)``")
+
+
+def _setting_names(cls: type) -> frozenset[str]:
+    """The settings that ``cls``'s properties read, from the names their docstrings begin with."""
+    names = set()
+    for attribute in vars(cls).values():
+        if isinstance(attribute, property):
+            match = _SETTING_DOCSTRING.match(attribute.__doc__ or "")
+            if match:
+                names.add(match[1])
+    return frozenset(names)
+
+
+#: Every ``KLAREFI_*`` setting django-klarefi reads (``django_klarefi.W004`` warns of others).
+SETTING_NAMES = _setting_names(Settings)
 
 conf = Settings()

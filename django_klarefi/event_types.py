@@ -15,3 +15,8 @@ EVENT_TYPES: dict[str, str] = {
     "session.expired": "Session TTL expired",
     "case.completed": "Processing of a case completed",
 }
+
+#: The top-level payload key that marks a test event built by django-klarefi (the samples
+#: behind ``klarefi_send_test_event``, the admin's send-test page and ``testing``); stored
+#: as ``Event.is_test``, so that handlers and the admin can tell test events apart.
+TEST_EVENT_KEY = "django_klarefi_test"

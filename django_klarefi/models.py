@@ -9,13 +9,21 @@ from typing import Any
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from django_klarefi.event_types import TEST_EVENT_KEY
+
+__all__ = [
+    "EVENT_ID_MAX_LENGTH",
+    "EVENT_TYPE_MAX_LENGTH",
+    "REFERENCE_MAX_LENGTH",
+    "TEST_EVENT_KEY",
+    "Event",
+    "PayloadField",
+]
+
 EVENT_ID_MAX_LENGTH = 255
 EVENT_TYPE_MAX_LENGTH = 100
 REFERENCE_MAX_LENGTH = 255
 
-#: The top-level payload key that marks a test event built by django-klarefi (the samples
-#: behind ``klarefi_send_test_event``, the admin's send-test page and ``testing``).
-TEST_EVENT_KEY = "django_klarefi_test"
 
 # A JSON \u0000 escape (not an escaped backslash followed by "u0000").
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -24,7 +32,7 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 _ENCODED_KEY = "$django_klarefi_json"
 
 
-class PayloadField(models.JSONField):  # type: ignore[type-arg]
+class PayloadField(models.JSONField):
     """A JSONField that stores any JSON value losslessly, U+0000 included.
 
     PostgreSQL's ``jsonb`` cannot hold U+0000 (a JSON ``\\u0000``), which occurs in text
@@ -97,8 +105,9 @@ class Event(models.Model):
     is_test = models.BooleanField(
         _("test event"),
         default=False,
-        help_text=_("Built by django-klarefi as a test event: its payload has "
-                    '"django_klarefi_test": true.'),
+        help_text=_(
+            'Built by django-klarefi as a test event: its payload has "django_klarefi_test": true.'
+        ),
     )
     received_at = models.DateTimeField(_("received at"))
     last_received_at = models.DateTimeField(_("last received at"))

@@ -11,10 +11,11 @@ Two entry points, and everything else goes through them:
 Both run the handlers through one function, :func:`_attempt_handlers`, so receivers see
 the same state whichever path ran them: ``event.status == "processed"``, ``event.error``
 empty, ``event.processed_at`` this attempt's start and ``event.attempts`` counting this
-attempt. That is the row as it commits if every receiver succeeds: it is written before
-the receivers run, in the same transaction as their writes. Anything that fails up to and
-including the COMMIT rolls all of it back, and the failure (status ``failed``, the
-traceback, the attempt) is then written in a transaction of its own.
+attempt. That is the row as it commits if every receiver succeeds, in the same transaction
+as their writes (a new event's row is inserted before the receivers run, a stored one's is
+updated after them). Anything that fails up to and including the COMMIT rolls all of it
+back, and the failure (status ``failed``, the traceback, the attempt) is then written in a
+transaction of its own.
 
 No status is ever persisted while handlers run: an attempt holds the row (a new row's
 INSERT, or a lock) inside its transaction, so a crashed process leaves the row as it was
@@ -67,6 +68,10 @@ CHUNK_SIZE = 500
 # How often a delivery tries to store an event whose row keeps vanishing (deleted between
 # the INSERT that found it and the lock that wants it) before asking for a retry.
 _STORE_TRIES = 3
+
+# The first key of django-klarefi's PostgreSQL advisory locks (the second is a hash of the
+# event id), so that they do not meet the advisory locks of other code: "klar" in ASCII.
+_ADVISORY_LOCK_CLASS = 0x6B6C6172
 
 
 class Outcome(enum.StrEnum):
@@ -197,17 +202,31 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
 
     def insert(event: Event) -> None:
         try:
-            # The INSERT is the transaction's first statement. On SQLite that takes the
+            # On SQLite the INSERT is the transaction's first statement: that takes the
             # write lock at once, waiting out its busy timeout if need be, instead of
             # failing with "database is locked" on a later write (as a deferred
-            # transaction that reads first does). On PostgreSQL, a concurrent delivery
-            # of the same event waits here until this one commits or rolls back.
+            # transaction that reads first does).
             event.save(force_insert=True, using=using)
         except IntegrityError:
             raise _AlreadyStored from None
 
     if enqueue is None:
-        return _attempt_handlers(using, begin=lambda: event, write=insert, delivered=True)
+
+        def claim_and_insert(event: Event) -> None:
+            # On PostgreSQL, an INSERT of an event whose first delivery has not committed
+            # yet would wait, on the unique index, for as long as that delivery's
+            # handlers run. A claim on the event id (an advisory lock that ends with the
+            # transaction) answers such a redelivery IN_FLIGHT at once instead.
+            if not _claim_event_id(using, event.event_id):
+                raise _EventLocked
+            insert(event)
+
+        try:
+            return _attempt_handlers(
+                using, begin=lambda: event, write=claim_and_insert, insert=True, delivered=True
+            )
+        except _EventLocked:
+            return _in_flight(event.event_id)
     # Queued: the INSERT is the only statement. In autocommit it needs no BEGIN/COMMIT
     # pair, and on_commit enqueues at once. Inside a caller's transaction, a savepoint
     # still keeps a duplicate's IntegrityError from breaking that transaction.
@@ -245,20 +264,26 @@ def _count_processed_redelivery(event_id: str, using: str, now: datetime) -> boo
         )
     # One statement in autocommit: Django's ORM allows FOR UPDATE only inside a
     # transaction, which would cost a BEGIN and a COMMIT on every redelivery.
-    quote = connection.ops.quote_name
     options = Event._meta
-    table, pk = quote(options.db_table), quote(options.pk.column)  # type: ignore[union-attr]
-    deliveries = quote(options.get_field("deliveries").column)
-    received = options.get_field("last_received_at")
+    table = connection.ops.quote_name(options.db_table)
+    pk, event_id_column, status, deliveries, received = (
+        connection.ops.quote_name(str(options.get_field(name).column))  # type: ignore[union-attr]
+        for name in ("id", "event_id", "status", "deliveries", "last_received_at")
+    )
+    # Only quoted identifiers are formatted into the SQL; every value is a parameter.
     sql = (
-        f"UPDATE {table} SET {deliveries} = {deliveries} + 1, {quote(received.column)} = %s "
-        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {quote('event_id')} = %s "
-        f"AND {quote('status')} = %s FOR UPDATE SKIP LOCKED)"
+        f"UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s "  # noqa: S608
+        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id_column} = %s "
+        f"AND {status} = %s FOR UPDATE SKIP LOCKED)"
     )
     with connection.cursor() as cursor:
         cursor.execute(
             sql,
-            [received.get_db_prep_value(now, connection), event_id, Status.PROCESSED.value],
+            [
+                options.get_field("last_received_at").get_db_prep_value(now, connection),
+                event_id,
+                Status.PROCESSED.value,
+            ],
         )
         return bool(cursor.rowcount)
 
@@ -294,10 +319,11 @@ def _attempt(
         event.save(update_fields=fields, using=using)
 
     try:
-        return _attempt_handlers(using, begin=begin, write=write, delivered=bool(counted))
+        return _attempt_handlers(
+            using, begin=begin, write=write, insert=False, delivered=bool(counted)
+        )
     except _EventLocked:
-        logger.info("Klarefi event %s is being processed elsewhere; retry later.", event_id)
-        return Result(Outcome.IN_FLIGHT, event_id)
+        return _in_flight(event_id)
 
 
 def _attempt_handlers(
@@ -305,17 +331,22 @@ def _attempt_handlers(
     *,
     begin: Callable[[], Event | Result],
     write: Callable[[Event], None],
+    insert: bool,
     delivered: bool,
 ) -> Result:
     """Run an event's handlers in one transaction: the one place where handlers run.
 
-    In the transaction: ``begin()`` gives the event (locked, or about to be inserted),
-    or a result that ends the attempt before any handler runs. The success state is set
-    on the event and ``write`` writes it; then the signals are sent; then COMMIT.
-    Whatever raises after the write (a handler, a query, or the COMMIT itself, as a
-    deferred constraint does) rolls all of it back, and the failure is recorded in a
-    transaction of its own. An exception from an ``on_commit`` callback, after a
-    successful COMMIT, is logged and changes nothing.
+    In the transaction: ``begin()`` gives the event (locked, or new), or a result that
+    ends the attempt before any handler runs. The success state is set on the event,
+    the signals are sent, and ``write`` writes the row: a new one (``insert``) before
+    the signals, so that it exists for the receivers and, on SQLite, its INSERT takes the
+    write lock first; a stored one after them, so that the row carries only a lock while
+    receivers run (a concurrent redelivery's INSERT of the same id fails at once on a
+    locked row, but would wait on an updated one). Then COMMIT. Whatever raises after
+    the attempt began (a receiver, a query, or the COMMIT itself, as a deferred
+    constraint does) rolls all of it back, and the failure is recorded in a transaction
+    of its own. An exception from an ``on_commit`` callback, after a successful COMMIT,
+    is logged and changes nothing.
     """
     committed = False
     event: Event | None = None
@@ -339,9 +370,12 @@ def _attempt_handlers(
                 begun.status, begun.error = Status.PROCESSED, ""
                 begun.processed_at = timezone.now()
                 begun.attempts += 1
-                write(begun)
+                if insert:
+                    write(begun)
                 event = begun
                 send_event_signals(event)
+                if not insert:
+                    write(event)
                 result = Result(Outcome.PROCESSED, event.event_id, event)
     except (_AlreadyStored, _EventLocked, _EventMissing):
         raise
@@ -384,7 +418,11 @@ def _record_failure(
     """
     started = event.processed_at
     event.status, event.error, event.processed_at = Status.FAILED, error, processed_at
-    changes: dict[str, Any] = {"status": Status.FAILED, "error": error, "attempts": F("attempts") + 1}
+    changes: dict[str, Any] = {
+        "status": Status.FAILED,
+        "error": error,
+        "attempts": F("attempts") + 1,
+    }
     if delivered:
         changes.update(deliveries=F("deliveries") + 1, last_received_at=event.last_received_at)
     rows = Event.objects.using(using).filter(event_id=event.event_id)
@@ -406,6 +444,24 @@ def _record_failure(
         return Result(Outcome.FAILED, event.event_id, failed)
     # A concurrent attempt that began after this one succeeded: the event is processed.
     return Result(Outcome.FAILED, event.event_id)
+
+
+def _in_flight(event_id: str) -> Result:
+    logger.info("Klarefi event %s is being processed elsewhere; retry later.", event_id)
+    return Result(Outcome.IN_FLIGHT, event_id)
+
+
+def _claim_event_id(using: str, event_id: str) -> bool:
+    """On PostgreSQL, take this transaction's advisory lock on ``event_id``; False when
+    another transaction holds it. Elsewhere always True (SQLite writes one at a time)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [_ADVISORY_LOCK_CLASS, event_id]
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def _lock_event(using: str, event_id: str) -> Event:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django_klarefi.event_types import EVENT_TYPES
+from django_klarefi.event_types import EVENT_TYPES, TEST_EVENT_KEY
 
 __all__ = ["SAMPLE_EVENT_TYPES", "sample_event"]
 
@@ -34,7 +34,9 @@ def sample_event(
 ) -> dict[str, Any]:
     """A realistic payload for ``event_type``.
 
-    It has a unique ``id`` (``evt_test_<hex>`` unless ``event_id`` is given), ``event``,
+    It is marked as a test event (``"django_klarefi_test": true``, stored as
+    ``Event.is_test``). It has a unique ``id`` (``evt_test_<hex>`` unless ``event_id``
+    is given), ``event``,
     ``created_at`` (ISO 8601, UTC), ``case_id`` and ``session_id`` (plausible generated ids
     unless given), and ``data`` plausible for the type, with ``data`` merged on top
     (top-level keys replaced). Types that are not documented get generic ``data``.
@@ -53,6 +55,8 @@ def sample_event(
         "case_id": case,
         "session_id": session,
         "data": sample_data,
+        # Marks the event as a test for the receiver (Event.is_test) and its handlers.
+        TEST_EVENT_KEY: True,
     }
 
 

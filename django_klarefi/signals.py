@@ -1,9 +1,20 @@
 """Signals sent for each processed Klarefi event.
 
 For every event, the per-type signal (if the type is documented) is sent first, then the
-catch-all :data:`event_received`. Receivers get ``sender=Event`` and ``event=<Event>``.
-They run inside the event's database transaction: an exception propagates, rolls back
-every receiver's writes, stops the remaining receivers, and marks the event failed.
+catch-all :data:`event_received`. Receivers get ``sender=Event`` and ``event=<Event>``,
+whichever path runs them (first delivery, redelivery, admin, API, ``klarefi_reprocess``,
+the task): ``event.status`` is ``"processed"``, ``event.error`` is empty,
+``event.processed_at`` is this attempt's start and ``event.attempts`` counts this attempt
+(1 on the first delivery). That is the row as it commits if every receiver succeeds.
+``event.payload`` is the payload exactly as signed, and ``event.is_test`` tells a test
+event built by django-klarefi.
+
+Receivers run inside the attempt's database transaction: an exception, or a failure of
+their writes at COMMIT (a deferred foreign key), rolls back every receiver's writes,
+stops the remaining receivers, and marks the event failed with the traceback, to be run
+again by Klarefi's retry, the admin or ``klarefi_reprocess``. Work that must happen only
+once the event is committed goes in ``transaction.on_commit``; an exception there is
+logged and does not fail the event.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ The scheme, from Klarefi's webhook page::
     X-Klarefi-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>...]
     v1 = hex(HMAC-SHA256(signing_secret, f"{t}." + raw_body))
 
-The signing secret is used verbatim as the HMAC key, ``whsec_`` prefix included.
+The signing secret is used verbatim as the HMAC key, ``whsec_`` prefix included. ``v1`` is
+the lower-case ``hexdigest``; upper-case hex is not accepted, as in Stripe's SDKs.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ MAX_HEADER_LENGTH = 2048
 MAX_SIGNATURES = 8
 
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
-_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# Only the lower-case hexdigest form: "ABC..." is not the signature Klarefi computes.
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 # A JSON \uXXXX escape in the surrogate range; only then can a lone surrogate be present.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
@@ -122,12 +124,17 @@ def verify_webhook_signature(
 
     Takes the same keyword arguments as Klarefi's Python SDK. ``signing_secret`` may be
     one secret or a sequence of them (rotation): any ``v1`` entry matching any secret is
-    accepted. ``|now - t|`` must be at most ``tolerance`` seconds, in either direction.
+    accepted. Each secret is used verbatim, surrounding whitespace included. ``|now - t|``
+    must be at most ``tolerance`` seconds, in either direction. A ``v1`` value matches
+    only in the lower-case hex form that Klarefi sends.
+
+    The body's JSON is returned as parsed, ``\\u0000`` escapes included (as U+0000): the
+    verifier does not care how the event is stored.
 
     Raises :class:`WebhookVerificationError` (a subclass naming the reason) on every
     rejection, whatever the input bytes. Messages never contain a secret. A
-    ``signing_secret`` that is empty or not text is a programming error: ``ValueError``
-    or ``TypeError``.
+    ``signing_secret`` that is not text is a programming error (``TypeError``), and so is
+    no secret, or one that is empty or only whitespace (``ValueError``), even among others.
     """
     return verify_webhook(
         raw_body, signature_header, signing_secret, tolerance=tolerance, now=now
@@ -179,14 +186,15 @@ def _secret_keys(signing_secret: Secrets) -> list[bytes]:
         raise TypeError("signing_secret must be a string or a sequence of strings.")
     keys = []
     for secret in secrets:
-        if isinstance(secret, str):
-            keys.append(secret.encode("utf-8"))
-        elif isinstance(secret, bytes):
-            keys.append(secret)
-        else:
+        if not isinstance(secret, str | bytes):
             raise TypeError("Each signing secret must be a string.")
-    if not keys or not all(keys):
-        raise ValueError("No signing secret is configured (an empty secret cannot verify).")
+        if not secret.strip():
+            raise ValueError(
+                "A signing secret is empty or only whitespace, so it cannot verify anything."
+            )
+        keys.append(secret.encode("utf-8") if isinstance(secret, str) else secret)
+    if not keys:
+        raise ValueError("No signing secret is configured.")
     return keys
 
 
@@ -237,8 +245,9 @@ def _parse_header(header: object) -> tuple[str, list[bytes]]:
                 raise MalformedSignatureHeader(
                     f"The header carries more than {MAX_SIGNATURES} v1 signatures."
                 )
-            # A value that is not 64 hex digits cannot match; it is counted but not compared.
-            v1.append(value.lower().encode("ascii") if _HEX_SHA256.fullmatch(value) else b"")
+            # A value that is not 64 lower-case hex digits cannot match; it is counted but
+            # not compared.
+            v1.append(value.encode("ascii") if _HEX_SHA256.fullmatch(value) else b"")
         # Other schemes (v0=, ...) are ignored, as the scheme allows new versions.
 
     if timestamp is None:

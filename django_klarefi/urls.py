@@ -1,8 +1,16 @@
-"""Include with ``path("webhooks/klarefi/", include("django_klarefi.urls"))``."""
+"""The receiver's URLconf. Include it without a trailing slash::
+
+    path("webhooks/klarefi", include("django_klarefi.urls")),
+
+It then answers at ``/webhooks/klarefi``, the form Klarefi's dashboard shows, and at
+``/webhooks/klarefi/``, and ``reverse("django_klarefi:webhook")`` gives the first. An
+include with the trailing slash still works for ``/webhooks/klarefi/`` only; check
+``django_klarefi.W003`` reports it.
+"""
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from django_klarefi import views
 
@@ -10,4 +18,8 @@ app_name = "django_klarefi"
 
 urlpatterns = [
     path("", views.webhook, name="webhook"),
+    # The same receiver after a trailing slash. A regex beginning with \A rather than
+    # "^/": Django's urls.W002 warns of a route that begins with a slash, which here is
+    # the point. Never reversed: the name above is the documented form.
+    re_path(r"\A/\Z", views.webhook),
 ]

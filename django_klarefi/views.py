@@ -105,9 +105,7 @@ def _answer(body: bytes, signature_header: str | None, client: str) -> HttpRespo
         )
         return _json(503, {"error": "not_configured"}, retry_after=True)
     try:
-        verified = verify_webhook(
-            body, signature_header, secrets, tolerance=conf.WEBHOOK_TOLERANCE
-        )
+        verified = verify_webhook(body, signature_header, secrets, tolerance=conf.WEBHOOK_TOLERANCE)
         enqueue = tasks.enqueue_processing if conf.PROCESSING == "task" else None
         result = receive_event(
             verified.payload, raw_body=body, signed_at=verified.timestamp, enqueue=enqueue

@@ -201,8 +201,6 @@ NAMED_CASES = [
     ("lone high surrogate", b'{"event":"case.completed","n":"\\ud800"}', 400, "invalid_payload"),
     ("lone low surrogate", b'{"event":"case.completed","n":"\\udc00"}', 400, "invalid_payload"),
     ("surrogate in event", b'{"event":"case\\ud800"}', 400, "invalid_payload"),
-    ("\\u0000 in a value", b'{"event":"case.completed","n":"a\\u0000"}', 400, "invalid_payload"),
-    ("\\u0000 in a key", b'{"event":"case.completed","\\u0000":1}', 400, "invalid_payload"),
     ("BOM", b'\xef\xbb\xbf{"event":"case.completed"}', 400, "invalid_payload"),
     ("invalid UTF-8", b'{"event":"case.completed","n":"\xff"}', 400, "invalid_payload"),
     ("encoded surrogate", b'{"event":"case.completed","n":"\xed\xa0\x80"}', 400, "invalid_payload"),

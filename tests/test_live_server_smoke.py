@@ -43,3 +43,28 @@ def test_signed_event_over_http_is_stored_once_and_forgery_is_refused():
         assert post(url, body, None)[0] == 401
     event = Event.objects.get()
     assert (event.event_id, event.deliveries, event.attempts) == ("evt_http", 2, 1)
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_a_server_without_a_secret_answers_json_503_not_configured(debug):
+    # gunicorn runs no system checks, so E001 is never seen: the answer says it instead.
+    body = json.dumps({"id": "evt_unconfigured", "event": "case.completed"}).encode()
+    with gunicorn(
+        workers=1, settings_module="tests.settings_unconfigured", env={"KLAREFI_TEST_DEBUG": debug}
+    ) as base:
+        request = urllib.request.Request(
+            base + "/webhooks/klarefi/",
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Klarefi-Signature": sign_webhook_payload(body, SECRET),
+            },
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=30)
+    assert answer.value.code == 503
+    assert answer.value.headers["Content-Type"] == "application/json"
+    assert answer.value.headers["Retry-After"]
+    assert json.loads(answer.value.read()) == {"error": "not_configured"}
+    assert not Event.objects.exists()

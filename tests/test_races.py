@@ -174,38 +174,31 @@ def locks_waited_on() -> int:
 
 
 def test_sync_redelivery_during_a_slow_handler_is_not_run_again(tmp_path):
-    """PostgreSQL: the redelivery waits on the first delivery's uncommitted row, then
-    answers 200. SQLite: the first delivery holds the write lock past the busy timeout,
-    so the redelivery answers 503 (retry later), never 500."""
+    """A redelivery never waits on the first delivery's handlers. PostgreSQL: it finds the
+    event claimed and answers 409 at once. SQLite: the first delivery holds the write lock
+    past the busy timeout, so the redelivery answers 503. Both mean retry later."""
     log, release = tmp_path / "runs.log", tmp_path / "release"
     delivery = Delivery.of(race_payload("evt_slow", log, hold_until=release))
     answers: dict[str, Answer] = {}
 
-    def deliver(name: str) -> threading.Thread:
-        thread = threading.Thread(target=lambda: answers.update({name: post(base, delivery)}))
-        thread.start()
-        return thread
-
     with receiver("sync") as base, contextlib.ExitStack() as stack:
         stack.callback(release.touch)  # never leave a handler hanging
-        first = deliver("first")
+        first = threading.Thread(target=lambda: answers.update({"first": post(base, delivery)}))
+        first.start()
         wait_for(lambda: handler_runs(log)["evt_slow"] == 1, what="the handler to start")
+        busy = post(base, delivery)
+        # Answered while the first delivery's handler still holds (no answer yet).
+        assert "first" not in answers
         if ON_POSTGRES:
-            again = deliver("again")
-            # The redelivery's INSERT waits on the first delivery's uncommitted row.
-            wait_for(lambda: locks_waited_on() >= 1, what="the redelivery to wait on the row")
-            assert answers == {}
-            release.touch()
-            again.join(timeout=60)
+            assert busy.status == 409
+            assert busy.json == {"status": "in_flight", "event_id": "evt_slow"}
         else:
-            busy = post(base, delivery)
             assert busy.status == 503
             assert busy.json == {"error": "database_unavailable"}
-            assert busy.headers["Retry-After"]
-            release.touch()
-            first.join(timeout=60)
-            answers["again"] = post(base, delivery)
+        assert busy.headers["Retry-After"]
+        release.touch()
         first.join(timeout=60)
+        answers["again"] = post(base, delivery)
 
     assert (answers["first"].status, answers["first"].json["status"]) == (200, "processed")
     assert (answers["again"].status, answers["again"].json["status"]) == (
@@ -213,9 +206,41 @@ def test_sync_redelivery_during_a_slow_handler_is_not_run_again(tmp_path):
         "already_processed",
     )
     event = Event.objects.get()
+    # The retry-later answer was not counted as a delivery.
     assert (event.status, event.attempts, event.deliveries) == ("processed", 1, 2)
     assert committed_runs("evt_slow") == 1
     assert handler_runs(log) == {"evt_slow": 1}
+
+
+@pytest.mark.postgres
+def test_redelivery_during_a_forced_reprocess_answers_at_once(tmp_path):
+    """klarefi_reprocess --force holds the processed row's lock while a handler sleeps
+    5 s; a redelivery meanwhile answers 409 at once, instead of blocking a web worker on
+    the lock for the whole handler run."""
+    log = tmp_path / "runs.log"
+    delivery = Delivery.of(race_payload("evt_forced", log, sleep=5))
+
+    with receiver("sync") as base:
+        first = post(base, delivery)
+        assert (first.status, first.json["status"]) == (200, "processed")
+        with django_process(
+            "klarefi_reprocess", "--event-id", "evt_forced", "--force",
+            settings_module=SETTINGS["sync"],
+        ) as reprocess:  # fmt: skip
+            wait_for(lambda: handler_runs(log)["evt_forced"] == 2, what="the reprocess to start")
+            again = post(base, delivery)
+            # Answered while the reprocess's handler is still sleeping.
+            assert reprocess.poll() is None
+            assert again.status == 409
+            assert again.json == {"status": "in_flight", "event_id": "evt_forced"}
+            assert again.headers["Retry-After"]
+            assert reprocess.wait(timeout=60) == 0
+        later = post(base, delivery)
+        assert (later.status, later.json["status"]) == (200, "already_processed")
+
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.deliveries) == ("processed", 2, 2)
+    assert handler_runs(log) == {"evt_forced": 2}
 
 
 @pytest.mark.postgres

@@ -35,7 +35,10 @@ def test_sample_has_ids_timestamp_and_plausible_data(event_type):
     before = datetime.now(UTC).replace(microsecond=0)
     event = sample_event(event_type)
 
-    assert set(event) == {"id", "event", "created_at", "case_id", "session_id", "data"}
+    assert set(event) == {
+        "id", "event", "created_at", "case_id", "session_id", "data", "django_klarefi_test"
+    }  # fmt: skip
+    assert event["django_klarefi_test"] is True
     assert event["event"] == event_type
     assert event["id"].startswith("evt_test_")
     assert len(event["id"]) > len("evt_test_") + 8
@@ -111,3 +114,25 @@ def test_unknown_type_gets_generic_data():
     assert event["id"].startswith("evt_test_")
     assert event["data"]["object"] == "test_event"
     assert event["data"]["amount"] == 3
+
+
+@pytest.mark.django_db
+def test_test_events_are_stored_as_tests_and_others_are_not(client, handlers):
+    from django_klarefi.models import Event
+    from django_klarefi.testing import post_event
+
+    post_event(client, sample_event("case.completed", event_id="evt_sample"))
+    post_event(client, {"id": "evt_real", "event": "case.completed"})
+    # A marker that is not exactly true does not make a test event.
+    post_event(client, {"id": "evt_truthy", "event": "case.completed", "django_klarefi_test": 1})
+    assert dict(Event.objects.values_list("event_id", "is_test")) == {
+        "evt_sample": True,
+        "evt_real": False,
+        "evt_truthy": False,
+    }
+    # Handlers see it on the event they are given.
+    assert {event.event_id: event.is_test for _, event in handlers.calls} == {
+        "evt_sample": True,
+        "evt_real": False,
+        "evt_truthy": False,
+    }

@@ -16,7 +16,7 @@ from django.test import override_settings
 from django.utils.module_loading import import_string
 
 import django_klarefi
-from django_klarefi import tasks
+from django_klarefi import checks, tasks, views
 from django_klarefi.checks import check_task_processing
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event, receive_event
@@ -148,7 +148,9 @@ def test_view_stores_pending_and_enqueues_the_primary_key_once(client, handlers)
 def test_enqueue_waits_for_the_outermost_commit():
     body = encode_event(case_completed())
     with transaction.atomic():
-        result = receive_event(case_completed(), raw_body=body, signed_at=1)
+        result = receive_event(
+            case_completed(), raw_body=body, signed_at=1, enqueue=tasks.enqueue_processing
+        )
         assert result.outcome == Outcome.QUEUED
         assert queued() == []  # not yet: the row is not committed
     [task_result] = queued()
@@ -166,7 +168,9 @@ def test_nothing_is_enqueued_when_the_transaction_rolls_back():
 
     def receive_then_abandon():
         with transaction.atomic():
-            receive_event(case_completed(), raw_body=body, signed_at=1)
+            receive_event(
+                case_completed(), raw_body=body, signed_at=1, enqueue=tasks.enqueue_processing
+            )
             raise Abandoned
 
     with pytest.raises(Abandoned):
@@ -297,15 +301,43 @@ def test_sync_mode_checks_nothing_about_tasks():
     assert check_ids(TASKS={"default": {"BACKEND": "tests.nowhere.Backend"}}) == []
 
 
-def test_e006_when_no_tasks_framework_can_be_imported(monkeypatch):
+@pytest.fixture
+def without_tasks_framework(monkeypatch):
+    """``django_klarefi.tasks`` imported afresh while no Tasks framework can be imported,
+    and used by the checks and the receiver."""
     monkeypatch.delitem(sys.modules, "django_klarefi.tasks")
     monkeypatch.delattr(django_klarefi, "tasks")
     for name in ("django.tasks", "django_tasks"):
         monkeypatch.setitem(sys.modules, name, None)  # an import of it raises ImportError
+    module = importlib.import_module("django_klarefi.tasks")
+    monkeypatch.setattr(checks, "tasks", module)
+    monkeypatch.setattr(views, "tasks", module)
+    return module
+
+
+def test_the_task_module_imports_without_a_tasks_framework(without_tasks_framework):
+    assert "django_tasks" in without_tasks_framework.FRAMEWORK_MISSING
+    with pytest.raises(AttributeError):
+        without_tasks_framework.process_event_task  # noqa: B018
+
+
+def test_e006_when_no_tasks_framework_can_be_imported(without_tasks_framework):
     with override_settings(KLAREFI_PROCESSING="task"):
         [message] = check_task_processing()
     assert message.id == "django_klarefi.E006"
     assert "django-klarefi[tasks]" in message.hint
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_mode_without_a_framework_stores_the_event_and_answers_503(
+    without_tasks_framework, client, handlers
+):
+    with override_settings(KLAREFI_PROCESSING="task"):
+        response = post_event(client, case_completed())
+    assert response.status_code == 503
+    assert response.json()["status"] == "not_queued"
+    assert Event.objects.get().status == Event.Status.PENDING
+    assert handlers.calls == []
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from tests.testapp.models import HandlerRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-URL = "/webhooks/klarefi/"
+URL = "/webhooks/klarefi"
 
 
 def case_completed(**extra):
@@ -286,14 +286,35 @@ def test_ids_that_are_not_strings_are_handled(client):
     assert Event.objects.filter(event_id__startswith="sha256:").count() == 1
 
 
-@override_settings(ATOMIC_REQUESTS=True)
-def test_handler_failure_is_recorded_under_atomic_requests(client, handlers, settings):
+@pytest.fixture
+def atomic_requests(settings):
+    """ATOMIC_REQUESTS = True on the default database. It is a key of each database's
+    settings (override_settings(ATOMIC_REQUESTS=...) would set a setting nobody reads), and
+    the connection reads it from this very dict on each request."""
     settings.DATABASES["default"]["ATOMIC_REQUESTS"] = True
-    try:
-        handlers.fail_with = RuntimeError("boom")
-        assert post_event(client, case_completed()).status_code == 500
-    finally:
-        settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+    from django.db import connection
+
+    assert connection.settings_dict["ATOMIC_REQUESTS"] is True
+    yield
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+
+
+def test_handlers_run_in_a_transaction_of_their_own_under_atomic_requests(
+    client, handlers, atomic_requests
+):
+    from django.db import connection
+
+    savepoints = []
+    handlers.on_call = lambda event: savepoints.append(list(connection.savepoint_ids))
+    assert post_event(client, case_completed()).status_code == 200
+    # The processing transaction is the outermost one: no request transaction around it,
+    # so its atomic block is not a savepoint inside another.
+    assert savepoints == [[], []]
+
+
+def test_handler_failure_is_recorded_under_atomic_requests(client, handlers, atomic_requests):
+    handlers.fail_with = RuntimeError("boom")
+    assert post_event(client, case_completed()).status_code == 500
     event = Event.objects.get()
     assert event.status == Event.Status.FAILED
     assert "boom" in event.error
@@ -308,13 +329,46 @@ def test_login_required_middleware_does_not_block(client, settings, handlers):
     assert post_event(client, case_completed()).status_code == 200
 
 
-def test_missing_secret_is_a_configuration_error(client, settings):
-    from django.core.exceptions import ImproperlyConfigured
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("secret", ["", [], None])
+def test_missing_secret_answers_503_not_configured_and_logs_the_setting(
+    client, settings, caplog, debug, secret
+):
+    settings.DEBUG = debug
+    settings.KLAREFI_WEBHOOK_SECRET = secret
+    with caplog.at_level(logging.ERROR, logger="django_klarefi"):
+        response = post_event(client, case_completed(), secret="whsec_any")
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"error": "not_configured"}
+    assert response["Retry-After"]
+    [record] = [r for r in caplog.records if r.name == "django_klarefi"]
+    assert record.levelno == logging.ERROR
+    assert "KLAREFI_WEBHOOK_SECRET" in record.getMessage()
+    assert not Event.objects.exists()
 
-    settings.KLAREFI_WEBHOOK_SECRET = ""
-    client.raise_request_exception = True
-    with pytest.raises(ImproperlyConfigured, match="KLAREFI_WEBHOOK_SECRET"):
-        post_event(client, case_completed(), secret="whsec_any")
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_exception_answers_json_500_without_a_traceback(
+    client, settings, caplog, debug
+):
+    # A tolerance that is not a number (check E003 reports it; gunicorn runs no checks)
+    # makes verification itself raise TypeError.
+    settings.DEBUG = debug
+    settings.KLAREFI_WEBHOOK_TOLERANCE = "300"
+    client.raise_request_exception = False
+    with caplog.at_level(logging.ERROR, logger="django_klarefi"):
+        response = post_event(client, case_completed())
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"error": "internal_error"}
+    assert b"Traceback" not in response.content
+    assert b"TypeError" not in response.content
+    [record] = [r for r in caplog.records if r.name == "django_klarefi"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info
+    assert record.exc_info[0] is TypeError
+    assert not Event.objects.exists()
 
 
 def test_rotation_with_two_configured_secrets(client, settings, handlers):

@@ -1,0 +1,299 @@
+"""The one processing path: what receivers see, and what is recorded when anything fails,
+up to and including the COMMIT (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import override_settings
+
+import django_klarefi
+from django_klarefi.models import Event
+from django_klarefi.processing import Outcome, process_event
+from django_klarefi.testing import post_event
+from tests.testapp.models import HandlerRecord, HandlerRecordNote
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def immediate_task_mode():
+    import django
+
+    framework = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+    return override_settings(
+        KLAREFI_PROCESSING="task",
+        TASKS={"default": {"BACKEND": f"{framework}.backends.immediate.ImmediateBackend"}},
+    )
+
+
+def case_completed(event_id="evt_path", **extra):
+    return {"id": event_id, "event": "case.completed", "case_id": "case_1", **extra}
+
+
+class Seen:
+    """Records what a receiver sees at the moment it runs (the Event object is shared, so
+    reading it afterwards would show the final state instead)."""
+
+    def __init__(self, handlers):
+        self.states: list[tuple[str, int, str, bool]] = []
+        handlers.on_call = self.record
+
+    def record(self, event):
+        self.states.append(
+            (event.status, event.attempts, event.error, event.processed_at is not None)
+        )
+
+    def attempts(self):
+        return [attempts for _, attempts, _, _ in self.states]
+
+
+# -- What a receiver sees, on every path ------------------------------------------------
+
+
+def test_first_delivery_receivers_see_attempt_one_as_processed(client, handlers):
+    states = Seen(handlers)
+    assert post_event(client, case_completed()).status_code == 200
+    assert states.states == [("processed", 1, "", True)] * 2
+
+
+@pytest.mark.parametrize(
+    "reprocess",
+    ["redelivery", "process_event", "klarefi_reprocess", "admin action", "task"],
+)
+def test_every_path_shows_receivers_the_same_state(client, handlers, admin_client, reprocess):
+    states = Seen(handlers)
+    handlers.fail_with = RuntimeError("first attempt fails")
+    assert post_event(client, case_completed()).status_code == 500
+    handlers.fail_with = None
+    event = Event.objects.get()
+    assert (event.status, event.attempts) == ("failed", 1)
+
+    if reprocess == "redelivery":
+        assert post_event(client, case_completed()).json()["status"] == "processed"
+    elif reprocess == "process_event":
+        assert process_event(event).outcome == Outcome.PROCESSED
+    elif reprocess == "klarefi_reprocess":
+        call_command("klarefi_reprocess", "--failed", verbosity=0)
+    elif reprocess == "admin action":
+        admin_client.post(
+            "/admin/django_klarefi/event/",
+            {"action": "reprocess_events", "_selected_action": [event.pk]},
+        )
+    else:
+        # Task mode: a redelivery queues the failed event, the task runs process_event.
+        with immediate_task_mode():
+            assert post_event(client, case_completed()).json()["status"] == "queued"
+
+    # Both receivers (typed, then catch-all) on each attempt; the first attempt's failure
+    # is the typed receiver's own, so the catch-all did not run then.
+    assert states.states == [
+        ("processed", 1, "", True),
+        ("processed", 2, "", True),
+        ("processed", 2, "", True),
+    ]
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.error) == ("processed", 2, "")
+
+
+def test_forced_reprocess_counts_its_attempt(client, handlers):
+    states = Seen(handlers)
+    post_event(client, case_completed())
+    event = Event.objects.get()
+    assert process_event(event, force=True).outcome == Outcome.PROCESSED
+    assert states.attempts() == [1, 1, 2, 2]
+    event.refresh_from_db()
+    assert event.attempts == 2
+
+
+def test_processing_does_not_import_the_task_module():
+    source = Path(django_klarefi.__file__).with_name("processing.py").read_text()
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not {name for name in imported if name and "tasks" in name}
+
+
+# -- Failures up to and including COMMIT -------------------------------------------------
+
+
+def note_for_a_missing_record(event):
+    """A handler write that only fails at COMMIT: a deferred foreign key to nothing."""
+    HandlerRecordNote.objects.create(record_id=10**9)
+
+
+def test_an_error_at_commit_stores_the_event_as_failed_and_answers_json_500(
+    client, handlers, caplog
+):
+    handlers.on_call = note_for_a_missing_record
+    with caplog.at_level(logging.ERROR, logger="django_klarefi"):
+        response = post_event(client, case_completed())
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"status": "failed", "event_id": "evt_path"}
+
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.deliveries) == ("failed", 1, 1)
+    assert "IntegrityError" in event.error
+    assert event.processed_at is None
+    # The handlers' writes were rolled back with the attempt.
+    assert not HandlerRecord.objects.exists()
+    assert not HandlerRecordNote.objects.exists()
+    assert any(record.exc_info for record in caplog.records)
+
+    # The redelivery runs the handlers again; without the bad write they succeed.
+    handlers.on_call = None
+    assert post_event(client, case_completed()).json()["status"] == "processed"
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.deliveries, event.error) == (
+        "processed",
+        2,
+        2,
+        "",
+    )
+    assert HandlerRecord.objects.count() == 2
+
+
+def test_an_error_at_commit_on_reprocess_is_recorded(client, handlers):
+    post_event(client, case_completed())
+    event = Event.objects.get()
+    handlers.on_call = note_for_a_missing_record
+    result = process_event(event, force=True)
+    assert result.outcome == Outcome.FAILED
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("failed", 2)
+    assert "IntegrityError" in event.error
+    # The earlier successful attempt's start is kept; the failed one's is not recorded.
+    assert event.processed_at is not None
+    assert HandlerRecord.objects.count() == 2  # the first delivery's two receivers only
+
+
+def test_an_error_at_commit_in_a_task_is_recorded(client, handlers):
+    handlers.on_call = note_for_a_missing_record
+    with immediate_task_mode():
+        response = post_event(client, case_completed())
+    # The ImmediateBackend runs the task in the request, after the INSERT committed.
+    assert response.json()["status"] == "queued"
+    event = Event.objects.get()
+    assert (event.status, event.attempts) == ("failed", 1)
+    assert "IntegrityError" in event.error
+
+
+def test_an_on_commit_callback_that_raises_does_not_fail_the_event(client, handlers, caplog):
+    class CallbackError(Exception):
+        pass
+
+    def raise_after_commit():
+        raise CallbackError("the callback failed")
+
+    handlers.on_call = lambda event: transaction.on_commit(raise_after_commit)
+    with caplog.at_level(logging.ERROR, logger="django_klarefi"):
+        response = post_event(client, case_completed())
+    assert response.status_code == 200
+    assert response.json()["status"] == "processed"
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.error) == ("processed", 1, "")
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "on_commit" in record.getMessage()
+    assert record.exc_info
+    assert record.exc_info[0] is CallbackError
+
+    # A reprocess too: the attempt is committed as processed.
+    assert process_event(event, force=True).outcome == Outcome.PROCESSED
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("processed", 2)
+
+
+def test_a_failed_redelivery_stores_only_the_handlers_traceback(client, handlers, caplog):
+    handlers.fail_with = RuntimeError("still broken")
+    post_event(client, case_completed())
+    with caplog.at_level(logging.ERROR, logger="django_klarefi"):
+        assert post_event(client, case_completed()).status_code == 500
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.deliveries) == ("failed", 2, 2)
+    assert event.error.startswith("Traceback (most recent call last):")
+    assert "RuntimeError: still broken" in event.error
+    for text in (event.error, caplog.text):
+        assert "_AlreadyStored" not in text
+        assert "During handling of the above exception" not in text
+        assert "IntegrityError" not in text
+
+
+# -- Rows that vanish ----------------------------------------------------------------------
+
+
+def delete_before_the_lock(event_id):
+    """An execute wrapper that deletes the event's row from another connection just
+    before this connection's attempt locks it, as the admin or klarefi_prune_events might."""
+    other = connection.copy()
+    state = {"deleted": False}
+
+    def wrapper(execute, sql, params, many, context):
+        locking = "NOWAIT" in sql or '"attempts" = "django_klarefi_event"."attempts"' in sql
+        if locking and not state["deleted"]:
+            state["deleted"] = True
+            with other.cursor() as cursor:
+                cursor.execute("DELETE FROM django_klarefi_event WHERE event_id = %s", [event_id])
+            other.close()
+        return execute(sql, params, many, context)
+
+    return wrapper, state
+
+
+def test_an_event_deleted_before_the_redelivery_locks_it_is_stored_again(client, handlers):
+    handlers.fail_with = RuntimeError("first attempt fails")
+    post_event(client, case_completed())
+    handlers.fail_with = None
+    wrapper, state = delete_before_the_lock("evt_path")
+    with connection.execute_wrapper(wrapper):
+        response = post_event(client, case_completed())
+    assert state["deleted"]
+    assert response.status_code == 200
+    assert response.json()["status"] == "processed"
+    event = Event.objects.get()
+    # Stored again as new: this delivery is its first.
+    assert (event.status, event.attempts, event.deliveries) == ("processed", 1, 1)
+
+
+def test_an_event_deleted_before_its_reprocess_locks_it_is_missing(client, handlers):
+    post_event(client, case_completed())
+    event = Event.objects.get()
+    wrapper, state = delete_before_the_lock("evt_path")
+    with connection.execute_wrapper(wrapper):
+        result = process_event(event, force=True)
+    assert state["deleted"]
+    assert result.outcome == Outcome.MISSING
+    assert not Event.objects.exists()
+
+
+def test_a_failure_recorded_after_the_row_vanished_stores_it_again(client, handlers):
+    post_event(client, case_completed())
+    event = Event.objects.get()
+    other = connection.copy()
+    state = {"deleted": False}
+
+    def delete_before_the_failure_record(execute, sql, params, many, context):
+        # The failure record's UPDATE counts the attempt with attempts + 1; the attempt
+        # itself has rolled back, so no lock stands in the other connection's way.
+        if '"attempts" + ' in sql and not state["deleted"]:
+            state["deleted"] = True
+            with other.cursor() as cursor:
+                cursor.execute("DELETE FROM django_klarefi_event WHERE event_id = %s", ["evt_path"])
+            other.close()
+        return execute(sql, params, many, context)
+
+    handlers.fail_with = RuntimeError("failed while the row was being deleted")
+    with connection.execute_wrapper(delete_before_the_failure_record):
+        result = process_event(event, force=True)
+    assert state["deleted"]
+    assert result.outcome == Outcome.FAILED
+    stored = Event.objects.get()
+    assert (stored.status, stored.attempts) == ("failed", 2)
+    assert "failed while the row was being deleted" in stored.error
