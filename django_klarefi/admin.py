@@ -36,7 +36,8 @@ from django_klarefi.models import REFERENCE_MAX_LENGTH, Event
 from django_klarefi.paginator import EstimatedCountPaginator
 from django_klarefi.processing import Outcome, process_event
 from django_klarefi.reprocess_summary import reprocess_and_summarize
-from django_klarefi.sending import SendingNotConfigured, send_test_event, test_event
+from django_klarefi.samples import sample_event
+from django_klarefi.sending import SendingNotConfigured, send_test_event
 
 __all__ = ["EventAdmin", "SendTestEventForm"]
 
@@ -318,7 +319,7 @@ class EventAdmin(_ModelAdmin):
             raise PermissionDenied
         form = SendTestEventForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
-            payload = test_event(
+            payload = sample_event(
                 form.cleaned_data["event_type"],
                 case_id=form.cleaned_data["case_id"] or None,
                 session_id=form.cleaned_data["session_id"] or None,

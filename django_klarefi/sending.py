@@ -2,9 +2,10 @@
 
 ::
 
-    from django_klarefi.sending import send_test_event, test_event
+    from django_klarefi.samples import sample_event
+    from django_klarefi.sending import send_test_event
 
-    delivery = send_test_event(test_event("case.completed"), in_process=True)
+    delivery = send_test_event(sample_event("case.completed"), in_process=True)
     delivery.ok, delivery.status  # (True, 200)
 
 HTTP goes through the standard library (``urllib``) only. Nothing here ever returns, prints
@@ -27,8 +28,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from django_klarefi.conf import conf
-from django_klarefi.models import TEST_EVENT_KEY
-from django_klarefi.samples import sample_event
 from django_klarefi.signature import SIGNATURE_HEADER, sign_webhook_payload
 from django_klarefi.views import answer_delivery
 
@@ -42,7 +41,6 @@ __all__ = [
     "default_url",
     "request_api_test_event",
     "send_test_event",
-    "test_event",
 ]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -96,17 +94,6 @@ class ApiAnswer(HttpAnswer):
     """Klarefi's answer to ``POST /api/v1/webhooks/test`` (see :func:`request_api_test_event`)."""
 
     url: str
-
-
-def test_event(event_type: str, **sample: Any) -> dict[str, Any]:
-    """A realistic sample of ``event_type`` (:func:`~django_klarefi.samples.sample_event`,
-    same keyword arguments), marked as a test event.
-
-    The mark is ``"django_klarefi_test": true`` at the top of the payload, which the
-    receiver stores as ``Event.is_test``, so that handlers and the admin can tell test
-    events from Klarefi's.
-    """
-    return {**sample_event(event_type, **sample), TEST_EVENT_KEY: True}
 
 
 def default_url() -> str:

@@ -293,8 +293,9 @@ def test_sending_in_process_does_not_import_django_test():
         "from django.core.management import call_command\n"
         "call_command('migrate', verbosity=0)\n"
         "import django_klarefi.admin\n"
-        "from django_klarefi.sending import send_test_event, test_event\n"
-        "delivery = send_test_event(test_event('case.completed'), in_process=True)\n"
+        "from django_klarefi.samples import sample_event\n"
+        "from django_klarefi.sending import send_test_event\n"
+        "delivery = send_test_event(sample_event('case.completed'), in_process=True)\n"
         "print(delivery.status, 'django.test' in sys.modules)\n"
     )
     result = subprocess.run(

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from django_klarefi.event_types import EVENT_TYPES
+from django_klarefi.samples import sample_event
 from django_klarefi.sending import (
     ApiAnswer,
     Delivery,
@@ -18,7 +19,6 @@ from django_klarefi.sending import (
     default_url,
     request_api_test_event,
     send_test_event,
-    test_event,
 )
 
 # What a non-2xx answer from the receiver most likely means.
@@ -117,7 +117,7 @@ class Command(BaseCommand):
         failed = 0
         for event_type in event_types:
             for _ in range(count):
-                payload = test_event(
+                payload = sample_event(
                     event_type,
                     case_id=options["case_id"],
                     session_id=options["session_id"],
