@@ -111,6 +111,20 @@ def make_event(event_id: str, *, minutes_ago: int, **fields) -> Event:
     )
 
 
+def make_failed_case(event_id: str, *, case_id: str) -> Event:
+    """A case.completed event that failed three deliveries, ten minutes ago."""
+    return make_event(
+        event_id,
+        minutes_ago=10,
+        event_type="case.completed",
+        case_id=case_id,
+        status=Event.Status.FAILED,
+        attempts=3,
+        deliveries=3,
+        error="RuntimeError: boom",
+    )
+
+
 def log_in(page, live_server) -> None:
     page.goto(live_server.url + "/admin/")
     page.fill("#id_username", "operator")
@@ -154,16 +168,7 @@ def test_log_in_and_see_events_in_the_changelist(open_browser, live_server, oper
         status=Event.Status.PENDING,
         deliveries=1,
     )
-    make_event(
-        "evt_case_3",
-        minutes_ago=10,
-        event_type="case.completed",
-        case_id="case_43",
-        status=Event.Status.FAILED,
-        attempts=3,
-        deliveries=3,
-        error="RuntimeError: boom",
-    )
+    make_failed_case("evt_case_3", case_id="case_43")
 
     page = open_browser()
     log_in(page, live_server)
@@ -319,16 +324,7 @@ def make_list_of_real_shape() -> None:
         status=Event.Status.PROCESSED,
         is_test=True,
     )
-    make_event(
-        "sha256:" + "0b7e" * 16,
-        minutes_ago=10,
-        event_type="case.completed",
-        case_id="case_44",
-        status=Event.Status.FAILED,
-        attempts=3,
-        deliveries=3,
-        error="RuntimeError: boom",
-    )
+    make_failed_case("sha256:" + "0b7e" * 16, case_id="case_44")
 
 
 def fully_visible(page, locator) -> bool:
