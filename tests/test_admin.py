@@ -591,3 +591,46 @@ def test_reprocess_action_message_links_to_the_failed_events(client, handlers):
     assert "0 events succeeded, 2 failed." in html
     for event in events:
         assert f'<a href="{change_url(event)}">{event.event_id}</a>' in html
+
+
+@pytest.fixture
+def atomic_requests(settings):
+    """ATOMIC_REQUESTS on the default database: a key of the database's settings dict,
+    which the connection reads on each request."""
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = True
+    assert connection.settings_dict["ATOMIC_REQUESTS"] is True
+    yield
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_test_event_and_reprocess_run_outside_a_request_transaction(
+    client, handlers, settings
+):
+    # Processing commits the event and its failure record itself: inside a request
+    # transaction, its transaction would be a savepoint of the page's, and the failure
+    # record would commit (or roll back) with the page.
+    depths: list[int] = []
+    handlers.on_call = lambda event: depths.append(len(connection.atomic_blocks))
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    database = settings.DATABASES["default"]
+
+    database["ATOMIC_REQUESTS"] = False
+    client.post(reverse(SEND_TEST), {"event_type": "case.completed"})
+    without = depths[:]
+    database["ATOMIC_REQUESTS"] = True
+    try:
+        assert connection.settings_dict["ATOMIC_REQUESTS"] is True
+        client.post(reverse(SEND_TEST), {"event_type": "case.completed"})
+        with_atomic_requests = depths[len(without) :]
+        failed = Event.objects.order_by("pk").last()
+        handlers.fail_with = RuntimeError("down")
+        client.post(reverse("admin:django_klarefi_event_reprocess", args=[failed.pk]))
+    finally:
+        database["ATOMIC_REQUESTS"] = False
+
+    assert without
+    assert with_atomic_requests == without  # no request transaction around the handlers
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts) == ("failed", 2)
+    assert "RuntimeError: down" in failed.error
