@@ -1,8 +1,8 @@
-"""The benchmark (bench/run.py) runs, and counts what the README's Performance section says.
+"""The benchmark (bench/run.py) runs, and counts what the docs' Performance page says.
 
 These tests check counts, never timing: the script runs with a handful of events, and the
 SQL statements and commits it counts per event for django-klarefi's view must be the
-numbers in the README's "Statements and commits per event" table.
+numbers in the "Statements and commits per event" table of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -48,15 +48,14 @@ def run_bench(*db_args: str) -> dict[str, Any]:
 
 
 def readme_counts() -> dict[str, dict[str, dict[str, float]]]:
-    """The README's per-event counts: {db: {path: {"statements": n, "commits": n}}}."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Performance\n", 1)[1].split("\n## ", 1)[0]
+    """The documented per-event counts: {db: {path: {"statements": n, "commits": n}}}."""
+    section = (ROOT / "docs" / "performance.md").read_text()
     counts: dict[str, dict[str, dict[str, float]]] = {"sqlite": {}, "postgres": {}}
     for title, path in PATH_ROWS.items():
         row = re.search(
             rf"^\| {re.escape(title)} \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", section, re.M
         )
-        assert row, f"README's Performance section has no count row for {title!r}"
+        assert row, f"docs/performance.md has no count row for {title!r}"
         sqlite_statements, sqlite_commits, pg_statements, pg_commits = map(int, row.groups())
         counts["sqlite"][path] = {"statements": sqlite_statements, "commits": sqlite_commits}
         counts["postgres"][path] = {"statements": pg_statements, "commits": pg_commits}
