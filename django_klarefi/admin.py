@@ -306,8 +306,18 @@ class EventAdmin(_ModelAdmin):
                 self.admin_site.admin_view(_outside_transactions(self.reprocess_view)),
                 name=f"{name}_reprocess",
             ),
-            *super().get_urls(),
+            *self._changelist_outside_transactions(super().get_urls()),
         ]
+
+    def _changelist_outside_transactions(self, urls: list[URLPattern]) -> list[URLPattern]:
+        # The reprocess action runs on the changelist's POST: exempt it from
+        # ATOMIC_REQUESTS too, like the views above (see _outside_transactions).
+        changelist = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
+        for pattern in urls:
+            if pattern.name == changelist:
+                for alias in connections:
+                    transaction.non_atomic_requests(using=alias)(pattern.callback)
+        return urls
 
     def send_test_event_view(self, request: HttpRequest) -> HttpResponse:
         """Sign a sample event and hand it to the receiver in-process, then link to it.

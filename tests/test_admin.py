@@ -19,8 +19,9 @@ from django_klarefi.event_types import EVENT_TYPES
 from django_klarefi.models import Event
 from django_klarefi.paginator import EstimatedCountPaginator
 from django_klarefi.processing import events_in_pk_order
+from django_klarefi.testing import post_event
 from tests.conftest import SECRET
-from tests.testapp.models import HandlerRecord
+from tests.testapp.models import HandlerRecord, HandlerRecordNote
 
 pytestmark = pytest.mark.django_db
 
@@ -634,3 +635,28 @@ def test_send_test_event_and_reprocess_run_outside_a_request_transaction(
     failed.refresh_from_db()
     assert (failed.status, failed.attempts) == ("failed", 2)
     assert "RuntimeError: down" in failed.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reprocess_action_records_a_commit_failure_under_atomic_requests(
+    client, handlers, atomic_requests
+):
+    # The action runs on the changelist's POST. Were the changelist inside a request
+    # transaction, a receiver's deferred foreign key would fail at the page's COMMIT: a
+    # 500 page, and the attempt and its error rolled back with it.
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    handlers.fail_with = RuntimeError("first attempt")
+    post_event(client, {"id": "evt_action", "event": "case.completed"})
+    handlers.fail_with = None
+    event = Event.objects.get()
+    assert (event.status, event.attempts) == ("failed", 1)
+
+    handlers.on_call = lambda received: HandlerRecordNote.objects.create(record_id=10**9)
+    response = client.post(
+        reverse("admin:django_klarefi_event_changelist"),
+        {"action": "reprocess_events", "_selected_action": [event.pk]},
+    )
+    assert response.status_code == 302
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("failed", 2)
+    assert "IntegrityError" in event.error
