@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck tox bench clean
+.PHONY: demo test lint typecheck docs tox bench clean
 
 $(VENV)/.demo-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ demo: $(VENV)/.demo-installed
 	cd example_project && ../$(PY) manage.py migrate --noinput
 	cd example_project && ../$(PY) manage.py ensure_demo_admin
 	@echo
-	@echo "  Receiver:  http://127.0.0.1:8000/webhooks/klarefi/"
+	@echo "  Receiver:  http://127.0.0.1:8000/webhooks/klarefi"
 	@echo "  Admin:     http://127.0.0.1:8000/admin/  (user admin, password admin; demo only)"
 	@echo "  Send a signed test event from another terminal:"
 	@echo "      .venv/bin/python example_project/send_event.py"
@@ -38,6 +38,11 @@ lint: $(VENV)/.test-installed
 
 typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy django_klarefi
+	cd examples/typed_usage && $(abspath $(VENV))/bin/mypy .
+
+# The Sphinx site, warnings as errors; open docs/_build/html/index.html.
+docs: $(VENV)/.test-installed
+	$(VENV)/bin/sphinx-build -W --keep-going -b html -q docs docs/_build/html
 
 tox: $(VENV)/.test-installed
 	scripts/tox.sh
@@ -49,4 +54,4 @@ bench: $(VENV)/.test-installed
 	if scripts/postgres.sh; then $(PY) bench/http.py; else $(PY) bench/http.py --db sqlite; fi
 
 clean:
-	rm -rf $(VENV) .tox build dist *.egg-info .artifacts
+	rm -rf $(VENV) .tox build dist *.egg-info .artifacts docs/_build

@@ -1,242 +1,68 @@
 """The read-only admin for Klarefi events: browse, reprocess, and send signed test events.
 
-Built to stay fast on a table of millions of rows: the status and type filters have static
-lookups (no ``SELECT DISTINCT``), the date drill-down reads only ``MIN``/``MAX`` over the
-``received_at`` index, search is an exact match on indexed columns, facets and the full
-result count are off, and the paginator uses PostgreSQL's row estimate for the unfiltered
-list. The changelist never loads payloads or tracebacks.
+Built to stay fast on a table of millions of rows (see :mod:`django_klarefi.changelist`):
+static filter choices, a date drill-down from ``MIN``/``MAX``, exact search on indexed
+columns, no facets and no full count, and the paginator uses PostgreSQL's row estimate for
+the unfiltered list. The changelist never loads payloads or tracebacks. Its styles are one
+static file (``django_klarefi/admin/klarefi.css``), so the pages work under a Content
+Security Policy of ``style-src 'self'``.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
-from django.contrib.admin.views.main import ChangeList
-from django.contrib.auth import get_permission_codename
-from django.core.exceptions import PermissionDenied
-from django.db.models import Max, Min, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.utils import formats, timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
-from django_klarefi.event_types import EVENT_TYPES
-from django_klarefi.models import REFERENCE_MAX_LENGTH, Event
+from django_klarefi.admin_pages import EventAdminPages, SendTestEventForm
+from django_klarefi.changelist import EventChangeList, EventTypeFilter, StatusFilter
+from django_klarefi.models import Event
 from django_klarefi.paginator import EstimatedCountPaginator
-from django_klarefi.processing import Outcome, events_in_pk_order, process_event
-from django_klarefi.samples import sample_event
-from django_klarefi.sending import SendingNotConfigured, send_test_event
+from django_klarefi.reprocess_summary import reprocess_and_summarize
 
-__all__ = ["EventAdmin", "EventTypeFilter", "SendTestEventForm", "StatusFilter"]
+__all__ = ["EventAdmin", "SendTestEventForm"]
 
 if TYPE_CHECKING:
-    _ModelAdmin = admin.ModelAdmin[Event]
-else:  # ModelAdmin is generic in django-stubs only.
-    _ModelAdmin = admin.ModelAdmin
+    from django.contrib.admin.views.main import ChangeList
 
 #: Payloads and tracebacks longer than this many characters are cut on the change page.
 DISPLAY_LIMIT = 100_000
 
-OTHER_TYPES = "__other__"
-
-
-class StatusFilter(admin.SimpleListFilter):
-    """Status from the model's choices: no query to build the list."""
-
-    title = _("status")
-    parameter_name = "status"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return list(Event.Status.choices)
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value in Event.Status.values:
-            return queryset.filter(status=value)
-        return queryset
-
-
-class EventTypeFilter(admin.SimpleListFilter):
-    """The documented event types (``EVENT_TYPES``), plus "other": no query to build it."""
-
-    title = _("event type")
-    parameter_name = "event_type"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [
-            *((event_type, event_type) for event_type in EVENT_TYPES),
-            (OTHER_TYPES, _("Other (undocumented)")),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value == OTHER_TYPES:
-            return queryset.exclude(event_type__in=list(EVENT_TYPES))
-        if value in EVENT_TYPES:
-            return queryset.filter(event_type=value)
-        return queryset
-
-
-class EventChangeList(ChangeList):
-    """The changelist, without payloads, and with a date drill-down that never DISTINCTs."""
-
-    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> Any:
-        queryset = super().get_queryset(request, exclude_parameters)
-        return queryset.defer("payload", "error")
-
-    @property
-    def is_filtered(self) -> bool:
-        """Whether a search, a filter or a date narrows the list (the search bar's count)."""
-        dates = f"{self.date_hierarchy}__" if self.date_hierarchy else None
-        return bool(
-            self.query
-            or self.has_active_filters
-            or (dates and any(name.startswith(dates) for name in self.params))
-        )
-
-    def date_drilldown(self) -> dict[str, Any]:
-        """The context of ``admin/date_hierarchy.html``, from MIN/MAX of ``received_at``.
-
-        Django's own drill-down lists the years, months or days that have rows with a
-        ``SELECT DISTINCT`` over every matching row. Here the choices are the whole range
-        between the first and the last matching row, which two index lookups give.
-        """
-        field = self.date_hierarchy
-        year_field, month_field, day_field = (
-            f"{field}__{part}" for part in ("year", "month", "day")
-        )
-        year, month, day = (
-            _param(self.params, name) for name in (year_field, month_field, day_field)
-        )
-
-        def link(filters: dict[str, Any]) -> str:
-            return str(self.get_query_string(filters, [f"{field}__"]))
-
-        bounds = self.queryset.aggregate(first=Min(field), last=Max(field))
-        first, last = (_local(bounds["first"]), _local(bounds["last"]))
-        if not (year or month or day) and first and last and first.year == last.year:
-            year = str(first.year)
-            if first.month == last.month:
-                month = str(first.month)
-
-        if year and month and day:
-            chosen = datetime.date(int(year), int(month), int(day))
-            return {
-                "show": True,
-                "back": {
-                    "link": link({year_field: year, month_field: month}),
-                    "title": capfirst(formats.date_format(chosen, "YEAR_MONTH_FORMAT")),
-                },
-                "choices": [{"title": capfirst(formats.date_format(chosen, "MONTH_DAY_FORMAT"))}],
-            }
-        if year and month:
-            days = range(first.day, last.day + 1) if first and last else range(0)
-            return {
-                "show": True,
-                "back": {"link": link({year_field: year}), "title": year},
-                "choices": [
-                    {
-                        "link": link({year_field: year, month_field: month, day_field: str(d)}),
-                        "title": capfirst(
-                            formats.date_format(
-                                datetime.date(int(year), int(month), d), "MONTH_DAY_FORMAT"
-                            )
-                        ),
-                    }
-                    for d in days
-                ],
-            }
-        if year:
-            months = range(first.month, last.month + 1) if first and last else range(0)
-            return {
-                "show": True,
-                "back": {"link": link({}), "title": _("All dates")},
-                "choices": [
-                    {
-                        "link": link({year_field: year, month_field: str(m)}),
-                        "title": capfirst(
-                            formats.date_format(datetime.date(int(year), m, 1), "YEAR_MONTH_FORMAT")
-                        ),
-                    }
-                    for m in months
-                ],
-            }
-        years = range(first.year, last.year + 1) if first and last else range(0)
-        return {
-            "show": bool(years),
-            "back": None,
-            "choices": [{"link": link({year_field: str(y)}), "title": str(y)} for y in years],
-        }
-
-
-def _param(params: dict[str, Any], name: str) -> str | None:
-    value = params.get(name)
-    if isinstance(value, list):  # the query string's values, as lists on some versions
-        value = value[-1] if value else None
-    return None if value is None else str(value)
-
-
-def _local(moment: datetime.datetime | None) -> datetime.datetime | None:
-    if moment is not None and timezone.is_aware(moment):
-        return timezone.localtime(moment)
-    return moment
-
-
-class SendTestEventForm(forms.Form):
-    """The "Send test event" page: an event type and optional references."""
-
-    event_type = forms.ChoiceField(
-        label=_("Event type"),
-        choices=[(name, f"{name} — {description}") for name, description in EVENT_TYPES.items()],
-    )
-    case_id = forms.CharField(
-        label=_("Case id"),
-        max_length=REFERENCE_MAX_LENGTH,
-        required=False,
-        help_text=_("Leave empty for a generated one."),
-    )
-    session_id = forms.CharField(
-        label=_("Session id"),
-        max_length=REFERENCE_MAX_LENGTH,
-        required=False,
-        help_text=_("Leave empty for a generated one."),
-    )
+#: Ids longer than this are shortened in the list (the whole id is on hover).
+SHORT_ID_LENGTH = 20
 
 
 @admin.register(Event)
-class EventAdmin(_ModelAdmin):
+class EventAdmin(EventAdminPages):
     """Read-only: events come from Klarefi. Delete follows the normal delete permission."""
 
+    # Type and status first: on a narrow screen they are the columns that stay visible. The
+    # event id sits under the type, and the case and session ids share a column, so that
+    # the list fits 1366 pixels with the navigation sidebar and the filters open.
     list_display = (
-        "event_type",
-        "event_id",
-        "case_id",
-        "session_id",
+        "type_label",
         "status_badge",
-        "deliveries",
-        "attempts",
-        "received_at",
+        "references",
+        "counts",
+        "received",
     )
-    list_display_links = ("event_type", "event_id")
-    list_filter = (StatusFilter, EventTypeFilter)
+    list_display_links = ("type_label",)
+    list_filter = (StatusFilter, EventTypeFilter, "is_test")
     date_hierarchy = "received_at"
     search_fields = ("event_id", "case_id", "session_id")
     search_help_text = _("Exact event id, case id or session id.")
     # The index klarefi_event_received, (-received_at, -id), serves this ordering.
     ordering = ("-received_at", "-id")
     # Sorting by another column would sort the whole table: only received_at has an index.
-    sortable_by = ("received_at",)
+    sortable_by = ("received",)
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
@@ -246,7 +72,19 @@ class EventAdmin(_ModelAdmin):
     change_form_template = "admin/django_klarefi/event/change_form.html"
 
     fieldsets = [
-        (None, {"fields": ["event_id", "event_type", "status_badge", "case_id", "session_id"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "event_id",
+                    "event_type",
+                    "status_badge",
+                    "is_test",
+                    "case_id",
+                    "session_id",
+                ]
+            },
+        ),
         (
             _("Deliveries and attempts"),
             {
@@ -279,13 +117,6 @@ class EventAdmin(_ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
         return False
 
-    def has_reprocess_permission(self, request: HttpRequest) -> bool:
-        """The custom permission ``django_klarefi.reprocess_event``."""
-        opts = self.opts
-        return request.user.has_perm(
-            f"{opts.app_label}.{get_permission_codename('reprocess', opts)}"
-        )
-
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return EventChangeList
 
@@ -298,7 +129,71 @@ class EventAdmin(_ModelAdmin):
             return queryset, False
         return queryset.filter(Q(event_id=term) | Q(case_id=term) | Q(session_id=term)), False
 
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        context = {"has_send_test_permission": self.has_send_test_permission(request)}
+        return super().changelist_view(request, {**context, **(extra_context or {})})
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        context = {"has_reprocess_permission": self.has_reprocess_permission(request)}
+        return super().change_view(
+            request, object_id, form_url, {**context, **(extra_context or {})}
+        )
+
     # Columns and read-only fields.
+
+    @admin.display(description=_("event"))
+    def type_label(self, event: Event) -> SafeString:
+        """The type (a test badge beside it), and the shortened event id under it."""
+        # <wbr> after each dot: a long type breaks at its dots rather than widening the list.
+        words = format_html_join(
+            SafeString("<wbr>"), "{}", ((w,) for w in _dotted(event.event_type))
+        )
+        badge = (
+            format_html(
+                ' <span class="klarefi-test" title="{}">{}</span>',
+                _("A signed test event sent by django-klarefi"),
+                _("test"),
+            )
+            if event.is_test
+            else ""
+        )
+        return format_html(
+            '<span class="klarefi-type">{}</span>{}<br>{}',
+            words,
+            badge,
+            _shortened(event.event_id, "klarefi-event-id"),
+        )
+
+    @admin.display(description=_("case / session"))
+    def references(self, event: Event) -> SafeString:
+        """The case id over the session id, each shortened when long."""
+        return format_html(
+            "{}<br>{}", _shortened(event.case_id or "-"), _shortened(event.session_id or "-")
+        )
+
+    @admin.display(description=_("attempts / deliveries"))
+    def counts(self, event: Event) -> SafeString:
+        """How often the handlers ran, over how many signed deliveries arrived."""
+        return format_html(
+            '<span title="{}">{} / {}</span>',
+            _("%(attempts)d attempts, %(deliveries)d deliveries")
+            % {"attempts": event.attempts, "deliveries": event.deliveries},
+            event.attempts,
+            event.deliveries,
+        )
+
+    @admin.display(description=_("received"), ordering="received_at")
+    def received(self, event: Event) -> SafeString:
+        moment = timezone.localtime(event.received_at)
+        return format_html(
+            '<time datetime="{}" title="{}">{}<br>{}</time>',
+            moment.isoformat(),
+            formats.date_format(moment, "DATETIME_FORMAT"),
+            moment.strftime("%Y-%m-%d"),
+            moment.strftime("%H:%M:%S"),
+        )
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, event: Event) -> SafeString:
@@ -317,124 +212,28 @@ class EventAdmin(_ModelAdmin):
     def last_error(self, event: Event) -> SafeString:
         return _preformatted(event.error, "klarefi-error")
 
-    # The reprocess action.
+    # Reprocessing: the action (many events) and the change page's button (one).
 
     @admin.action(description=_("Reprocess selected events"), permissions=["reprocess"])
     def reprocess_events(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
         """Run each selected event's handlers again through ``processing.process_event``."""
-        outcomes: Counter[Outcome] = Counter()
-        for event in events_in_pk_order(queryset.only("pk", "event_id")):
-            outcomes[process_event(event).outcome] += 1
-        succeeded, failed = outcomes[Outcome.PROCESSED], outcomes[Outcome.FAILED]
-        parts = [
-            ngettext(
-                "%(succeeded)d event succeeded",
-                "%(succeeded)d events succeeded",
-                succeeded,
-            )
-            % {"succeeded": succeeded},
-            ngettext("%(failed)d failed", "%(failed)d failed", failed) % {"failed": failed},
-        ]
-        if outcomes[Outcome.ALREADY_PROCESSED]:
-            parts.append(
-                ngettext(
-                    "%(count)d was already processed and left alone",
-                    "%(count)d were already processed and left alone",
-                    outcomes[Outcome.ALREADY_PROCESSED],
-                )
-                % {"count": outcomes[Outcome.ALREADY_PROCESSED]}
-            )
-        if outcomes[Outcome.IN_FLIGHT]:
-            parts.append(
-                ngettext(
-                    "%(count)d is being processed elsewhere; try it again later",
-                    "%(count)d are being processed elsewhere; try them again later",
-                    outcomes[Outcome.IN_FLIGHT],
-                )
-                % {"count": outcomes[Outcome.IN_FLIGHT]}
-            )
-        level = messages.ERROR if failed else messages.SUCCESS
-        if not failed and outcomes[Outcome.IN_FLIGHT]:
-            level = messages.WARNING
-        self.message_user(request, _("Reprocessed: ") + ", ".join(parts) + ".", level)
+        message, level = reprocess_and_summarize(queryset, self._change_url)
+        self.message_user(request, message, level)
 
-    # The "Send test event" page.
 
-    def get_urls(self) -> list[URLPattern]:
-        opts = self.opts
-        return [
-            path(
-                "send-test-event/",
-                self.admin_site.admin_view(self.send_test_event_view),
-                name=f"{opts.app_label}_{opts.model_name}_send_test_event",
-            ),
-            *super().get_urls(),
-        ]
+def _shortened(value: str, css_class: str = "") -> SafeString:
+    """``value`` for a list cell, in a ``klarefi-id`` span whose title is the whole value:
+    cut in the middle when longer than SHORT_ID_LENGTH."""
+    shown = value
+    if len(value) > SHORT_ID_LENGTH:
+        head = SHORT_ID_LENGTH - 7
+        shown = f"{value[:head]}…{value[-6:]}"
+    return format_html('<span class="klarefi-id {}" title="{}">{}</span>', css_class, value, shown)
 
-    def send_test_event_view(self, request: HttpRequest) -> HttpResponse:
-        """Sign a sample event and deliver it in-process to the receiver, then link to it.
 
-        Staff only (``admin_view``), with the view permission on events. The page never
-        shows the signing secret.
-        """
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        form = SendTestEventForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
-            payload = sample_event(
-                form.cleaned_data["event_type"],
-                case_id=form.cleaned_data["case_id"] or None,
-                session_id=form.cleaned_data["session_id"] or None,
-            )
-            try:
-                delivery = send_test_event(payload, in_process=True)
-            except SendingNotConfigured as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                self._report_delivery(request, delivery)
-                return HttpResponseRedirect(request.get_full_path())
-        opts = self.opts
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Send test event"),
-            "subtitle": None,
-            "opts": opts,
-            "form": form,
-            "has_view_permission": True,
-            "changelist_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
-        }
-        return TemplateResponse(request, "admin/django_klarefi/event/send_test_event.html", context)
-
-    def _report_delivery(self, request: HttpRequest, delivery: Any) -> None:
-        event = Event.objects.filter(event_id=delivery.event_id).only("pk", "status").first()
-        opts = self.opts
-        if event is None:
-            self.message_user(
-                request,
-                format_html(
-                    "{} {} was not stored: HTTP {}. {}",
-                    delivery.event_type,
-                    delivery.event_id,
-                    delivery.status if delivery.status is not None else "—",
-                    delivery.error or delivery.body,
-                ),
-                messages.ERROR,
-            )
-            return
-        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[event.pk])
-        self.message_user(
-            request,
-            format_html(
-                'Sent {} <a href="{}">{}</a>: HTTP {} in {} ms; stored as {}.',
-                delivery.event_type,
-                url,
-                delivery.event_id,
-                delivery.status,
-                round(delivery.milliseconds),
-                event.get_status_display().lower(),
-            ),
-            messages.SUCCESS if delivery.ok else messages.WARNING,
-        )
+def _dotted(event_type: str) -> list[str]:
+    parts = event_type.split(".")
+    return [f"{part}." for part in parts[:-1]] + parts[-1:]
 
 
 def _preformatted(text: str, css_class: str) -> SafeString:

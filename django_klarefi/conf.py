@@ -100,6 +100,15 @@ class Settings:
         """``KLAREFI_API_KEY``: the API key (``sk_...``) for ``--via-api``."""
         return getattr(settings, "KLAREFI_API_KEY", None)
 
+    @property
+    def API_PERMISSION_CLASSES(self) -> Any:
+        """``KLAREFI_API_PERMISSION_CLASSES``: the permission classes (or their dotted paths)
+        of the DRF events API (``django_klarefi.contrib.rest_framework``), a list. Default:
+        admin users only (``IsAdminUser``)."""
+        return getattr(
+            settings, "KLAREFI_API_PERMISSION_CLASSES", ["rest_framework.permissions.IsAdminUser"]
+        )
+
 
 _SETTING_DOCSTRING = re.compile(r"\s*``(KLAREFI_[A-Z0-9_]+)``")
 

@@ -8,42 +8,42 @@ Two entry points, and everything else goes through them:
 * :func:`process_event` runs a stored event's handlers now: the admin, the API,
   ``klarefi_reprocess`` and the task all call it.
 
-Both run the handlers through one function, :func:`_attempt_handlers`, so receivers see
-the same state whichever path ran them: ``event.status == "processed"``, ``event.error``
-empty, ``event.processed_at`` this attempt's start and ``event.attempts`` counting this
-attempt. That is the row as it commits if every receiver succeeds, in the same transaction
-as their writes (a new event's row is inserted before the receivers run, a stored one's is
-updated after them). Anything that fails up to and including the COMMIT rolls all of it
-back, and the failure (status ``failed``, the traceback, the attempt) is then written in a
-transaction of its own.
+Both run the handlers through one function, :func:`django_klarefi.attempts.run_attempt`,
+so receivers see the same state whichever path ran them: ``event.status == "processed"``,
+``event.error`` empty, ``event.processed_at`` this attempt's start and ``event.attempts``
+counting this attempt. That is the row as it commits if every receiver succeeds, in the
+same transaction as their writes (a new event's row is inserted before the receivers run,
+a stored one's is updated after them). Anything that fails up to and including the COMMIT
+rolls all of it back, and the failure (status ``failed``, the traceback, the attempt) is
+then written in a transaction of its own.
 
 No status is ever persisted while handlers run: an attempt holds the row (a new row's
 INSERT, or a lock) inside its transaction, so a crashed process leaves the row as it was
 before the attempt, where a redelivery, ``klarefi_reprocess`` or the admin picks it up.
 
-Status, attempts, deliveries and error are written here and nowhere else. This module
-knows nothing of HTTP, nor of the Tasks framework: task mode passes ``enqueue``.
+Status, attempts, deliveries and error are written here and in ``attempts`` (the failure
+record), nowhere else; the locks that keep concurrent deliveries from waiting are in
+``locks``. This module knows nothing of HTTP, nor of the Tasks framework: task mode passes
+``enqueue``.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, connections, router, transaction
-from django.db.models import F, Max, QuerySet
-from django.db.transaction import TransactionManagementError
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
+from django_klarefi.attempts import AlreadyStored, EventMissing, run_attempt, send_event_signals
+from django_klarefi.locks import Claim, EventLocked, claim, count_processed_redelivery, lock_event
 from django_klarefi.models import Event
+from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import InvalidEvent, event_fields
-from django_klarefi.signals import EVENT_SIGNALS, event_received
 
 __all__ = [
     "EnqueueFailed",
@@ -70,54 +70,6 @@ CHUNK_SIZE = 500
 # the INSERT that found it and the lock that wants it) before asking for a retry.
 _STORE_TRIES = 3
 
-# The first key of django-klarefi's PostgreSQL advisory locks (the second is a hash of the
-# event id), so that they do not meet the advisory locks of other code: "klar" in ASCII.
-_ADVISORY_LOCK_CLASS = 0x6B6C6172
-
-
-class Outcome(enum.StrEnum):
-    """What became of a delivery or a processing attempt."""
-
-    #: The handlers ran now and succeeded.
-    PROCESSED = "processed"
-    #: The event had been processed before; nothing ran (a redelivery was counted).
-    ALREADY_PROCESSED = "already_processed"
-    #: Stored as pending, and a task was enqueued after commit.
-    QUEUED = "queued"
-    #: Stored as pending, but enqueueing the task raised: retry the delivery.
-    NOT_QUEUED = "not_queued"
-    #: A handler (or the commit of their writes) failed; stored as failed with the error.
-    FAILED = "failed"
-    #: Another process is running this event's handlers right now: retry later.
-    IN_FLIGHT = "in_flight"
-    #: The event's row no longer exists (deleted meanwhile); nothing ran.
-    MISSING = "missing"
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    event_id: str
-    #: The row as written, when this call has it in hand.
-    event: Event | None = None
-
-
-class EnqueueFailed(Exception):
-    """The task backend refused the task; the event stays pending."""
-
-
-class _AlreadyStored(Exception):
-    def __init__(self, error: IntegrityError | None = None) -> None:
-        self.error = error
-
-
-class _EventLocked(Exception):
-    pass
-
-
-class _EventMissing(Exception):
-    pass
-
 
 def receive_event(
     payload: dict[str, Any],
@@ -129,10 +81,11 @@ def receive_event(
     """Store one verified delivery and process it now, or queue it with ``enqueue``.
 
     A new event costs one transaction: the INSERT (on PostgreSQL after a claim on the
-    event id, see :func:`_claim`), the handlers, the COMMIT; queued, the INSERT alone. A
-    redelivery of a processed event ends in one UPDATE, and never waits on handlers
-    running elsewhere. Raises :class:`InvalidEvent` for a payload that cannot be stored,
-    and ``DatabaseError`` when the database cannot be reached: nothing is written.
+    event id, see :func:`django_klarefi.locks.claim`), the handlers, the COMMIT; queued,
+    the INSERT alone. A redelivery of a processed event ends in one UPDATE, and never
+    waits on handlers running elsewhere. Raises :class:`InvalidEvent` for a payload that
+    cannot be stored, and ``DatabaseError`` when the database cannot be reached: nothing is
+    written.
     """
     fields = event_fields(payload, raw_body, signed_at)
     event_id = fields["event_id"]
@@ -142,19 +95,19 @@ def receive_event(
     for _ in range(_STORE_TRIES):
         try:
             return _store_new(Event(**fields), using, now, enqueue)
-        except _AlreadyStored as stored:
+        except AlreadyStored as stored:
             duplicate = stored.error
-        except _EventLocked:
+        except EventLocked:
             # PostgreSQL: another delivery of this event holds its claim, the first one
             # running its handlers, or a redelivery about to count itself.
-            if _count_processed_redelivery(event_id, using, now):
+            if count_processed_redelivery(event_id, using, now):
                 return Result(Outcome.ALREADY_PROCESSED, event_id)
             return _in_flight(event_id)
         # Outside the except block, so that no traceback recorded from here on carries
         # the duplicate key as its context.
         try:
             return _receive_again(event_id, using=using, now=now, enqueue=enqueue)
-        except _EventMissing:
+        except EventMissing:
             continue  # deleted since the INSERT found it: store it again, as new
     if duplicate is not None:
         # An IntegrityError every time, yet never a row to be found: not a duplicate event
@@ -175,7 +128,7 @@ def process_event(event: Event, *, force: bool = False) -> Result:
     using = router.db_for_write(Event)
     try:
         return _attempt(using, event.event_id, force=force)
-    except _EventMissing:
+    except EventMissing:
         return Result(Outcome.MISSING, event.event_id)
 
 
@@ -200,19 +153,8 @@ def events_in_pk_order(events: QuerySet[Event], *, chunk_size: int = CHUNK_SIZE)
         after = chunk[-1].pk
 
 
-def send_event_signals(event: Event) -> None:
-    """Send the event's per-type signal (if its type is documented), then ``event_received``.
-
-    Exceptions propagate: they are what marks the event failed.
-    """
-    signal = EVENT_SIGNALS.get(event.event_type)
-    if signal is not None:
-        signal.send(sender=Event, event=event)
-    event_received.send(sender=Event, event=event)
-
-
 def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None) -> Result:
-    """INSERT a new event, then run or queue its handlers. ``_AlreadyStored`` if it exists."""
+    """INSERT a new event, then run or queue its handlers. ``AlreadyStored`` if it exists."""
     event.deliveries, event.received_at, event.last_received_at = 1, now, now
 
     def insert(event: Event) -> None:
@@ -223,19 +165,19 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
             # transaction that reads first does).
             event.save(force_insert=True, using=using)
         except IntegrityError as exc:
-            raise _AlreadyStored(exc) from None
+            raise AlreadyStored(exc) from None
 
     if enqueue is None:
 
         def claim_and_insert(event: Event) -> None:
-            claim = _claim(using, event.event_id)
-            if claim is _Claim.STORED:
-                raise _AlreadyStored
-            if claim is _Claim.BUSY:
-                raise _EventLocked
+            found = claim(using, event.event_id)
+            if found is Claim.STORED:
+                raise AlreadyStored
+            if found is Claim.BUSY:
+                raise EventLocked
             insert(event)
 
-        return _attempt_handlers(
+        return run_attempt(
             using, begin=lambda: event, write=claim_and_insert, insert=True, delivered=True
         )
     # Queued: the INSERT is the only statement. In autocommit it needs no BEGIN/COMMIT
@@ -253,50 +195,9 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
 
 
 def _receive_again(event_id: str, *, using: str, now: datetime, enqueue: Enqueue | None) -> Result:
-    if _count_processed_redelivery(event_id, using, now):
+    if count_processed_redelivery(event_id, using, now):
         return Result(Outcome.ALREADY_PROCESSED, event_id)
     return _attempt(using, event_id, delivered_at=now, enqueue=enqueue)
-
-
-def _count_processed_redelivery(event_id: str, using: str, now: datetime) -> bool:
-    """Fast path: count a redelivery of a processed event with one UPDATE.
-
-    It never waits on an attempt in flight. A first attempt's row is not committed as
-    processed, so the WHERE clause does not match it. A forced reprocess holds the
-    committed processed row's lock: on PostgreSQL the UPDATE skips the locked row (and the
-    slow path's NOWAIT lock answers ``IN_FLIGHT``); on SQLite it queues on the write lock.
-    """
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return bool(
-            Event.objects.using(using)
-            .filter(event_id=event_id, status=Status.PROCESSED)
-            .update(deliveries=F("deliveries") + 1, last_received_at=now)
-        )
-    # One statement in autocommit: Django's ORM allows FOR UPDATE only inside a
-    # transaction, which would cost a BEGIN and a COMMIT on every redelivery.
-    options = Event._meta
-    table = connection.ops.quote_name(options.db_table)
-    pk, event_id_column, status, deliveries, received = (
-        connection.ops.quote_name(str(options.get_field(name).column))  # type: ignore[union-attr]
-        for name in ("id", "event_id", "status", "deliveries", "last_received_at")
-    )
-    # Only quoted identifiers are formatted into the SQL; every value is a parameter.
-    sql = (
-        f"UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s "  # noqa: S608
-        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id_column} = %s "
-        f"AND {status} = %s FOR NO KEY UPDATE SKIP LOCKED)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                options.get_field("last_received_at").get_db_prep_value(now, connection),
-                event_id,
-                Status.PROCESSED.value,
-            ],
-        )
-        return bool(cursor.rowcount)
 
 
 def _attempt(
@@ -311,9 +212,9 @@ def _attempt(
     counted = ["deliveries", "last_received_at"] if delivered_at is not None else []
 
     def begin() -> Event | Result:
-        event = _lock_event(using, event_id)
+        event = lock_event(using, event_id)
         if event is None:
-            raise _EventMissing
+            raise EventMissing
         if delivered_at is not None:
             event.deliveries += 1
             event.last_received_at = delivered_at
@@ -332,256 +233,14 @@ def _attempt(
         event.save(update_fields=fields, using=using)
 
     try:
-        return _attempt_handlers(
-            using, begin=begin, write=write, insert=False, delivered=bool(counted)
-        )
-    except _EventLocked:
+        return run_attempt(using, begin=begin, write=write, insert=False, delivered=bool(counted))
+    except EventLocked:
         return _in_flight(event_id)
-
-
-def _attempt_handlers(
-    using: str,
-    *,
-    begin: Callable[[], Event | Result],
-    write: Callable[[Event], None],
-    insert: bool,
-    delivered: bool,
-) -> Result:
-    """Run an event's handlers in one transaction: the one place where handlers run.
-
-    In the transaction: ``begin()`` gives the event (locked, or new), or a result that
-    ends the attempt before any handler runs. The success state is set on the event,
-    the signals are sent, and ``write`` writes the row: a new one (``insert``) before
-    the signals, so that it exists for the receivers and, on SQLite, its INSERT takes the
-    write lock first; a stored one after them, so that the row carries only a lock while
-    receivers run (a concurrent redelivery's INSERT of the same id fails at once on a
-    locked row, but would wait on an updated one). Then COMMIT. Whatever raises after
-    the attempt began (a receiver, a query, or the COMMIT itself, as a deferred
-    constraint does) rolls all of it back, and the failure is recorded in a transaction
-    of its own. An exception from an ``on_commit`` callback, after a successful COMMIT,
-    is logged and changes nothing.
-    """
-    committed = False
-    event: Event | None = None
-    result: Result | None = None
-    before: tuple[int, datetime | None] = (0, None)  # the row's attempts and processed_at
-
-    def mark_committed() -> None:
-        nonlocal committed
-        committed = True
-
-    try:
-        with transaction.atomic(using=using):
-            # First in the transaction's on_commit list: it runs, before any callback a
-            # handler registers, only once the COMMIT has succeeded.
-            transaction.on_commit(mark_committed, using=using)
-            begun = begin()
-            if isinstance(begun, Result):
-                result = begun
-            else:
-                before = (begun.attempts, begun.processed_at)
-                begun.status, begun.error = Status.PROCESSED, ""
-                begun.processed_at = timezone.now()
-                begun.attempts += 1
-                if insert:
-                    write(begun)
-                event = begun
-                send_event_signals(event)
-                _raise_if_doomed(using)
-                if not insert:
-                    write(event)
-                result = Result(Outcome.PROCESSED, event.event_id, event)
-    except (_AlreadyStored, _EventLocked, _EventMissing):
-        raise
-    except Exception as exc:
-        if committed and result is not None:
-            # The COMMIT succeeded; a callback registered with on_commit raised after it.
-            if isinstance(exc, EnqueueFailed):
-                return Result(Outcome.NOT_QUEUED, result.event_id, result.event)
-            logger.exception(
-                "An on_commit callback raised after Klarefi event %s was committed as %s; "
-                "the event is not processed again for it.",
-                result.event_id,
-                result.outcome,
-            )
-            return result
-        if event is None:
-            raise  # our own statements failed (the database is unavailable): nothing written
-        logger.exception(
-            "Processing Klarefi event %s (%s) failed; recording the failure.",
-            event.event_id,
-            event.event_type,
-        )
-        attempts, processed_at = before
-        return _record_failure(
-            event,
-            using,
-            traceback.format_exc(),
-            delivered=delivered,
-            attempts_before=attempts,
-            processed_at=processed_at,
-        )
-    assert result is not None
-    return result
-
-
-def _raise_if_doomed(using: str) -> None:
-    """Raise if the receivers left the transaction unable to commit.
-
-    A receiver that catches a database error without an atomic block of its own, or calls
-    ``transaction.set_rollback(True)``, leaves a transaction that Django would roll back
-    without a word at the end of the block (and on PostgreSQL a statement that failed
-    aborts the transaction even when the error was caught). The event would be answered
-    as processed and then be gone; this makes it a failure instead.
-    """
-    connection = connections[using]
-    raw = connection.connection
-    info = getattr(raw, "info", None)  # psycopg 3; psycopg2 has get_transaction_status()
-    status = getattr(info, "transaction_status", None)
-    if status is None and hasattr(raw, "get_transaction_status"):
-        status = raw.get_transaction_status()
-    # 3 is INERROR, "in a failed transaction block", in psycopg 3 and psycopg2 alike.
-    if connection.needs_rollback or status == 3:
-        raise TransactionManagementError(
-            "A receiver caught a database error, or marked the transaction for rollback "
-            "(transaction.set_rollback), so the event's writes cannot be committed. Put a "
-            "statement that may fail in a transaction.atomic() block of its own."
-        )
-
-
-def _record_failure(
-    event: Event,
-    using: str,
-    error: str,
-    *,
-    delivered: bool,
-    attempts_before: int,
-    processed_at: datetime | None,
-) -> Result:
-    """Write a failed attempt on ``event``'s row, in a transaction of its own.
-
-    The attempt's own writes were rolled back, the row with them if this was its first
-    delivery. The stored row counts the attempt (and the delivery); it is marked failed
-    with ``error`` unless another attempt, one that began after this one, succeeded
-    meanwhile (the row then has more attempts than this one saw, and is processed). A row
-    that does not exist (the first delivery's, or one deleted meanwhile) is inserted as
-    failed. A row locked by an attempt running right now is left to that attempt.
-    """
-    # No text column of PostgreSQL can hold U+0000, and a traceback may quote payload text.
-    error = error.replace("\x00", "\ufffd")
-    event.status, event.error, event.processed_at = Status.FAILED, error, processed_at
-    for _ in range(2):
-        try:
-            with transaction.atomic(using=using):
-                row = _lock_event(using, event.event_id)
-                if row is not None:
-                    row.attempts += 1
-                    if delivered:
-                        row.deliveries += 1
-                        row.last_received_at = event.last_received_at
-                    if row.status != Status.PROCESSED or row.attempts - 1 <= attempts_before:
-                        row.status, row.error = Status.FAILED, error
-                    row.save(
-                        update_fields=[
-                            "status",
-                            "error",
-                            "attempts",
-                            "deliveries",
-                            "last_received_at",
-                        ],
-                        using=using,
-                    )
-                    return Result(Outcome.FAILED, event.event_id, row)
-        except _EventLocked:
-            # Another attempt is running on the row: it records its own outcome.
-            return Result(Outcome.FAILED, event.event_id)
-        failed = Event(
-            **{
-                field.attname: getattr(event, field.attname)
-                for field in Event._meta.concrete_fields
-                if not field.primary_key
-            }
-        )
-        try:
-            with transaction.atomic(using=using):
-                failed.save(force_insert=True, using=using)
-        except IntegrityError:
-            continue  # stored meanwhile by a concurrent delivery: count it on that row
-        return Result(Outcome.FAILED, event.event_id, failed)
-    return Result(Outcome.FAILED, event.event_id)
 
 
 def _in_flight(event_id: str) -> Result:
     logger.info("Klarefi event %s is being processed elsewhere; retry later.", event_id)
     return Result(Outcome.IN_FLIGHT, event_id)
-
-
-class _Claim(enum.Enum):
-    CLAIMED = "claimed"
-    STORED = "stored"
-    BUSY = "busy"
-
-
-def _claim(using: str, event_id: str) -> _Claim:
-    """Before a new event's INSERT, on PostgreSQL: claim the event id for this transaction.
-
-    An INSERT of an id whose row is uncommitted (a first delivery running its handlers)
-    or being updated or deleted (a receiver saving its event, a prune batch) would wait on
-    the unique index for as long as that transaction runs. One statement instead takes an
-    advisory lock on the id, held until this transaction ends, and looks for a committed
-    row, which a plain read never waits for: ``BUSY`` when another delivery of the id
-    holds the claim, ``STORED`` when the row exists (a redelivery: no INSERT is tried),
-    else ``CLAIMED``. Elsewhere always ``CLAIMED`` (SQLite writes one at a time).
-    """
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return _Claim.CLAIMED
-    table = connection.ops.quote_name(Event._meta.db_table)
-    column = connection.ops.quote_name("event_id")
-    # Only quoted identifiers are formatted into the SQL; every value is a parameter.
-    sql = (
-        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)), "  # noqa: S608
-        f"EXISTS (SELECT 1 FROM {table} WHERE {column} = %s)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [_ADVISORY_LOCK_CLASS, event_id, event_id])
-        claimed, stored = cursor.fetchone()
-    if stored:
-        return _Claim.STORED
-    return _Claim.CLAIMED if claimed else _Claim.BUSY
-
-
-def _lock_event(using: str, event_id: str) -> Event | None:
-    """The event's row, locked for this transaction; None when there is none.
-
-    On PostgreSQL (and other databases with ``SELECT ... FOR UPDATE NOWAIT``) a row that
-    another transaction has locked raises ``_EventLocked`` at once. The lock is ``FOR NO
-    KEY UPDATE`` where the database has it: it does not conflict with the ``KEY SHARE``
-    locks that inserting rows with a foreign key to the event take.
-    """
-    connection = connections[using]
-    events = Event.objects.using(using).filter(event_id=event_id)
-    if connection.features.has_select_for_update_nowait:
-        no_key = connection.features.has_select_for_no_key_update
-        try:
-            return events.select_for_update(nowait=True, no_key=no_key).first()
-        except DatabaseError as exc:
-            if _is_lock_not_available(exc):
-                raise _EventLocked from exc
-            raise
-    # SQLite has no row locks: write before reading, so that this transaction takes the
-    # database's write lock first (waiting out the busy timeout) and attempts run one at
-    # a time. The UPDATE changes nothing.
-    events.update(attempts=F("attempts"))
-    return events.first()
-
-
-def _is_lock_not_available(exc: DatabaseError) -> bool:
-    cause = exc.__cause__
-    # PostgreSQL's lock_not_available (psycopg 3: sqlstate, psycopg2: pgcode); MySQL's
-    # ER_LOCK_NOWAIT.
-    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    return code == "55P03" or getattr(cause, "args", (None,))[:1] == (3572,)
 
 
 def _enqueue(enqueue: Enqueue, event: Event) -> None:

@@ -24,13 +24,12 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
 from django_klarefi.conf import conf
 from django_klarefi.signature import SIGNATURE_HEADER, sign_webhook_payload
+from django_klarefi.views import answer_delivery
 
 __all__ = [
     "API_TEST_PATH",
@@ -54,7 +53,14 @@ _REDACTED = "[redacted]"
 
 
 class SendingNotConfigured(ImproperlyConfigured):
-    """A test event cannot be sent: no signing secret, no API key, no receiver URL."""
+    """A test event cannot be sent: no signing secret, no API key, no receiver URL.
+
+    The message names the setting; callers add how to pass the value their own way (a
+    command-line flag, a form field).
+    """
+
+
+NO_SECRET = "No signing secret: KLAREFI_WEBHOOK_SECRET is not set."  # noqa: S105 (a message)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,26 +115,26 @@ def send_test_event(
     ``secret`` or else the first configured ``KLAREFI_WEBHOOK_SECRET``, at the current time
     plus ``timestamp_offset`` seconds (to show what a stale or future signature gets).
 
-    With ``in_process=True`` there is no HTTP: the request goes through Django's full request
-    handling (middleware, URL routing, the real view) via :class:`django.test.Client`, to
-    the path of ``url`` or the reversed ``django_klarefi:webhook``. Otherwise it is an HTTP
-    POST with ``urllib`` to ``url`` (default :func:`default_url`).
+    With ``in_process=True`` there is no HTTP: the signed body goes to the receiver's own
+    :func:`django_klarefi.views.answer_delivery` (verification, storage, the handlers and the
+    answer), without middleware or URL routing; ``url`` must then be None. Otherwise it is
+    an HTTP POST with ``urllib`` to ``url`` (default :func:`default_url`).
 
     Raises :class:`SendingNotConfigured` when no secret is available or no URL can be
     found; every delivery problem (refused, timeout, bad URL, non-2xx) is in the result.
     """
     signing_secret = secret if secret is not None else conf.SIGNING_SECRET
     if not signing_secret:
-        raise SendingNotConfigured(
-            "No signing secret: set KLAREFI_WEBHOOK_SECRET or pass a secret (--secret)."
-        )
+        raise SendingNotConfigured(NO_SECRET)
+    if in_process and url is not None:
+        raise ValueError("An in-process delivery goes to the receiver itself: pass no url.")
     body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
     header = sign_webhook_payload(body, signing_secret, int(time.time()) + timestamp_offset)
     event_type = str(payload.get("event", ""))
     event_id = str(payload.get("id", ""))
     secrets = (signing_secret,)
     if in_process:
-        status, text, error, milliseconds = _post_in_process(url, body, header)
+        status, text, error, milliseconds = _deliver_in_process(body, header)
     else:
         status, text, error, milliseconds = _post_http(
             url or default_url(),
@@ -162,12 +168,10 @@ def request_api_test_event(
     """
     key = api_key if api_key is not None else conf.API_KEY
     if not key:
-        raise SendingNotConfigured("No API key: set KLAREFI_API_KEY to use --via-api.")
+        raise SendingNotConfigured("No API key: KLAREFI_API_KEY is not set.")
     secret = signing_secret if signing_secret is not None else conf.SIGNING_SECRET
     if not secret:
-        raise SendingNotConfigured(
-            "No signing secret: set KLAREFI_WEBHOOK_SECRET or pass a secret (--secret)."
-        )
+        raise SendingNotConfigured(NO_SECRET)
     base = (api_base_url if api_base_url is not None else conf.API_BASE_URL).rstrip("/")
     url = base + API_TEST_PATH
     body = json.dumps({"endpoint_url": endpoint_url, "signing_secret": secret}).encode("utf-8")
@@ -175,6 +179,7 @@ def request_api_test_event(
         url,
         body,
         {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        refused_hint="Is KLAREFI_API_BASE_URL right, and is Klarefi's API reachable from here?",
     )
     secrets = (secret, key)
     return ApiAnswer(
@@ -191,49 +196,23 @@ def _webhook_path() -> str:
         return reverse("django_klarefi:webhook")
     except NoReverseMatch as exc:
         raise SendingNotConfigured(
-            "The receiver URL is not in the URLconf: include django_klarefi.urls, "
-            "or pass a URL (--url)."
+            "The receiver URL is not in the URLconf: include django_klarefi.urls."
         ) from exc
 
 
-def _post_in_process(
-    url: str | None, body: bytes, header: str
-) -> tuple[int | None, str, str, float]:
-    if url:
-        parts = urllib.parse.urlsplit(url)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        host = parts.netloc or _allowed_host()
-        secure = parts.scheme == "https"
-    else:
-        path, host, secure = _webhook_path(), _allowed_host(), False
-    # raise_request_exception=False: an exception in the view becomes a 500, as on a server.
-    client = Client(raise_request_exception=False)
+def _deliver_in_process(body: bytes, header: str) -> tuple[int | None, str, str, float]:
     start = time.perf_counter()
-    response = client.post(
-        path,
-        data=body,
-        content_type="application/json",
-        headers={SIGNATURE_HEADER: header},
-        secure=secure or bool(getattr(settings, "SECURE_SSL_REDIRECT", False)),
-        HTTP_HOST=host,
-    )
+    response = answer_delivery(body, header, client="in-process test event")
     milliseconds = _since(start)
-    text = response.content.decode("utf-8", "replace") if not response.streaming else ""
-    return response.status_code, text, "", milliseconds
-
-
-def _allowed_host() -> str:
-    """A host name that ``ALLOWED_HOSTS`` accepts, so in-process requests are not refused."""
-    for entry in settings.ALLOWED_HOSTS:
-        if entry and entry != "*" and "*" not in entry:
-            return entry.lstrip(".")
-    return "localhost"
+    return response.status_code, response.content.decode("utf-8", "replace"), "", milliseconds
 
 
 def _post_http(
-    url: str, body: bytes, headers: dict[str, str]
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    refused_hint: str = "Is the server running (manage.py runserver)?",
 ) -> tuple[int | None, str, str, float]:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -251,7 +230,7 @@ def _post_http(
         text = _read(exc)
         status = exc.code
     except urllib.error.URLError as exc:
-        return None, "", _connection_error(url, exc.reason), _since(start)
+        return None, "", _connection_error(url, exc.reason, refused_hint), _since(start)
     except TimeoutError:
         return (
             None,
@@ -294,12 +273,9 @@ def _read(response: Any) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _connection_error(url: str, reason: object) -> str:
+def _connection_error(url: str, reason: object, refused_hint: str) -> str:
     if isinstance(reason, ConnectionRefusedError):
-        return (
-            f"Could not connect to {url}: connection refused. "
-            "Is the server running (manage.py runserver)?"
-        )
+        return f"Could not connect to {url}: connection refused. {refused_hint}"
     if isinstance(reason, socket.gaierror):
         host = urllib.parse.urlsplit(url).hostname
         return f"Could not connect to {url}: the host {host!r} was not found."

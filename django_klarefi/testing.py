@@ -1,43 +1,86 @@
 """Helpers for testing code that receives Klarefi webhooks.
 
-Post signed events through the real view, exactly as Klarefi would::
+Post signed events through the real receiver, exactly as Klarefi would, and see which
+signals they sent::
 
-    from django_klarefi.testing import post_event
+    from django_klarefi.signals import case_completed
+    from django_klarefi.testing import capture_signals, post_event
 
-    def test_case_completed_creates_report(client):
-        response = post_event(client, {"event": "case.completed", "case_id": "case_1"})
+    def test_case_completed_is_sent(client):
+        with capture_signals() as sent:
+            response = post_event(client, "case.completed")
         assert response.status_code == 200
+        assert sent[0].signal is case_completed
+
+With pytest-django, the ``klarefi_signals`` fixture is the list of ``capture_signals()``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpResponse
-from django.test import Client
+from django.dispatch import Signal
+from django.test import AsyncClient, Client
 from django.urls import reverse
 
 from django_klarefi.conf import conf
-from django_klarefi.signature import sign_webhook_payload
+from django_klarefi.models import Event
+from django_klarefi.samples import sample_event
+from django_klarefi.signals import EVENT_SIGNALS, event_received
+from django_klarefi.signature import SIGNATURE_HEADER, sign_webhook_payload
+
+if TYPE_CHECKING:
+    # The test clients' responses (with .json(), .templates, ...), as django-stubs names them.
+    from django.test.client import _MonkeyPatchedASGIResponse as AsyncTestResponse
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
+__all__ = [
+    "SentSignal",
+    "apost_event",
+    "build_event",
+    "capture_signals",
+    "encode_event",
+    "post_event",
+    "signature_header",
+    "signed_headers",
+]
+
+#: What :func:`post_event` takes: a payload, an event type (built by :func:`build_event`),
+#: or the exact body bytes.
+EventLike = Mapping[str, Any] | str | bytes
 
 
-def encode_event(payload: dict[str, Any] | bytes | str) -> bytes:
-    """The exact bytes to send: dicts are JSON-encoded, bytes and str sent as they are."""
+def build_event(event_type: str, **overrides: Any) -> dict[str, Any]:
+    """A realistic payload of ``event_type`` with a fresh ``id``, from the samples that
+    ``klarefi_send_test_event`` sends; ``overrides`` replace top-level keys::
+
+        build_event("case.completed", case_id="case_42")
+    """
+    payload = sample_event(event_type)
+    payload.update(overrides)
+    return payload
+
+
+def encode_event(payload: EventLike) -> bytes:
+    """The exact bytes to send: mappings are JSON-encoded, bytes and str sent as they are."""
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, str):
         return payload.encode("utf-8")
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    return json.dumps(dict(payload), separators=(",", ":")).encode("utf-8")
 
 
 def signature_header(
     body: bytes, *, secret: str | None = None, timestamp: int | None = None
 ) -> str:
     """An ``X-Klarefi-Signature`` value for ``body``, signed with ``secret`` or the first
-    configured ``KLAREFI_WEBHOOK_SECRET``."""
+    configured ``KLAREFI_WEBHOOK_SECRET``, at ``timestamp`` or now."""
     signing_secret = secret if secret is not None else conf.SIGNING_SECRET
     if signing_secret is None:
         raise ImproperlyConfigured("Set KLAREFI_WEBHOOK_SECRET, or pass secret=.")
@@ -46,29 +89,97 @@ def signature_header(
     )
 
 
-def post_event(
-    client: Client,
-    payload: dict[str, Any] | bytes | str,
-    *,
-    secret: str | None = None,
-    timestamp: int | None = None,
-    signature: str | None = None,
-    url: str | None = None,
-) -> HttpResponse:
-    """POST a signed event to the receiver with Django's test client.
+def signed_headers(
+    raw_body: bytes, *, secret: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
+    """``{"X-Klarefi-Signature": ...}`` for ``raw_body``, for ``Client.post(headers=...)``."""
+    return {SIGNATURE_HEADER: signature_header(raw_body, secret=secret, timestamp=timestamp)}
 
-    ``signature`` overrides the header (to test rejections); ``url`` defaults to the
-    reversed ``django_klarefi:webhook``.
-    """
-    body = encode_event(payload)
+
+def _delivery(
+    event: EventLike,
+    secret: str | None,
+    timestamp: int | None,
+    signature: str | None,
+    url: str | None,
+) -> dict[str, Any]:
+    body = encode_event(build_event(event) if isinstance(event, str) else event)
     header = (
         signature
         if signature is not None
         else signature_header(body, secret=secret, timestamp=timestamp)
     )
-    return client.post(  # type: ignore[return-value]
-        url or reverse("django_klarefi:webhook"),
-        data=body,
-        content_type="application/json",
-        headers={"X-Klarefi-Signature": header},
-    )
+    return {
+        "path": url or reverse("django_klarefi:webhook"),
+        "data": body,
+        "content_type": "application/json",
+        "headers": {SIGNATURE_HEADER: header},
+    }
+
+
+def post_event(
+    client: Client,
+    event: EventLike,
+    *,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    signature: str | None = None,
+    url: str | None = None,
+) -> TestResponse:
+    """POST a signed event to the receiver with Django's test client.
+
+    ``event`` is a payload, an event type (``"case.completed"``: :func:`build_event`
+    builds it) or the exact body bytes. ``signature`` replaces the header (to test
+    rejections); ``url`` defaults to the reversed ``django_klarefi:webhook``.
+    """
+    return client.post(**_delivery(event, secret, timestamp, signature, url))
+
+
+async def apost_event(
+    async_client: AsyncClient,
+    event: EventLike,
+    *,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    signature: str | None = None,
+    url: str | None = None,
+) -> AsyncTestResponse:
+    """:func:`post_event` with Django's ``AsyncClient``: ``await apost_event(...)``."""
+    return await async_client.post(**_delivery(event, secret, timestamp, signature, url))
+
+
+class SentSignal(NamedTuple):
+    """One signal sent for a processed event: ``(signal, event)``."""
+
+    signal: Signal
+    event: Event
+
+
+_capture_ids = itertools.count()
+
+
+@contextmanager
+def capture_signals() -> Iterator[list[SentSignal]]:
+    """Record every Klarefi signal sent inside the block, in the order sent.
+
+    Yields a list that fills with one :class:`SentSignal` per signal: for each processed
+    event, its per-type signal (when the type is documented), then ``event_received``.
+    The recording receivers are disconnected on exit, even when the block raises.
+    """
+    sent: list[SentSignal] = []
+    uid = f"django_klarefi.testing.capture_signals.{next(_capture_ids)}"
+    signals = [*EVENT_SIGNALS.values(), event_received]
+
+    def recorder(signal: Signal) -> Any:
+        def record(sender: type[Event], event: Event, **kwargs: Any) -> None:
+            sent.append(SentSignal(signal, event))
+
+        return record
+
+    for signal in signals:
+        signal.connect(recorder(signal), weak=False, dispatch_uid=uid)
+    try:
+        yield sent
+    finally:
+        for signal in signals:
+            signal.disconnect(dispatch_uid=uid)

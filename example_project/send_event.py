@@ -12,7 +12,7 @@ from django_klarefi import sign_webhook_payload
 
 body = json.dumps({"id": "evt_demo_1", "event": "case.completed", "case_id": "case_42"}).encode()
 request = urllib.request.Request(
-    "http://127.0.0.1:8000/webhooks/klarefi/",
+    "http://127.0.0.1:8000/webhooks/klarefi",
     data=body,
     headers={
         "Content-Type": "application/json",

@@ -19,8 +19,9 @@ from django_klarefi.event_types import EVENT_TYPES
 from django_klarefi.models import Event
 from django_klarefi.paginator import EstimatedCountPaginator
 from django_klarefi.processing import events_in_pk_order
+from django_klarefi.testing import post_event
 from tests.conftest import SECRET
-from tests.testapp.models import HandlerRecord
+from tests.testapp.models import HandlerRecord, HandlerRecordNote
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +56,7 @@ def change_url(event: Event) -> str:
 
 
 def listed_event_ids(html: str) -> set[str]:
-    return set(re.findall(r'<td class="field-event_id"><a [^>]*>([^<]+)</a>', html))
+    return set(re.findall(r'<span class="klarefi-id klarefi-event-id" title="([^"]+)"', html))
 
 
 # The changelist
@@ -68,23 +69,22 @@ def test_changelist_shows_the_columns_and_marks_failed_events(admin_client):
     html = admin_client.get(reverse(CHANGELIST)).content.decode()
 
     for column in (
-        "event_type",
-        "event_id",
-        "case_id",
-        "session_id",
+        "type_label",
         "status_badge",
-        "deliveries",
-        "attempts",
-        "received_at",
+        "references",
+        "counts",
+        "received",
     ):
         assert re.search(rf'<th scope="col" class="[^"]*column-{column}[" ]', html)
     assert listed_event_ids(html) == {"evt_ok", "evt_bad"}
-    assert '<td class="field-case_id">case_1</td>' in html
+    assert '<span class="klarefi-id " title="case_1">case_1</span>' in html
     assert re.search(r'<span class="klarefi-status klarefi-status-failed">Failed</span>', html)
     assert re.search(
         r'<span class="klarefi-status klarefi-status-processed">Processed</span>', html
     )
-    assert ".klarefi-status-failed" in html  # the style that sets failed rows apart
+    # The styles that set failed rows apart are a static file, never inline.
+    assert 'href="/static/django_klarefi/admin/klarefi.css"' in html
+    assert "<style" not in html
     assert "results (" not in html  # the search bar counts filtered lists only
 
 
@@ -210,7 +210,8 @@ def test_postgresql_unfiltered_changelist_uses_the_row_estimate_not_count(admin_
     sqls = [q["sql"].upper() for q in queries]
     assert not [sql for sql in sqls if "COUNT(" in sql]
     assert any("RELTUPLES" in sql for sql in sqls)
-    assert f"about {rows} Klarefi events (estimated)" in html
+    assert f"{rows} Klarefi events" in html
+    assert "PostgreSQL's estimate (estimated)" in html
     assert len(listed_event_ids(html)) == 50
     assert len(queries) <= 12  # session, user, estimate, MIN/MAX, one page of rows
 
@@ -413,7 +414,7 @@ def test_send_test_event_rejects_an_unknown_type(admin_client):
     assert not Event.objects.exists()
 
 
-def test_send_test_event_needs_csrf_staff_and_view_permission(client, csrf_client, admin_user):
+def test_send_test_event_needs_csrf_staff_and_its_own_permission(client, csrf_client, admin_user):
     url = reverse(SEND_TEST)
     csrf_client.force_login(admin_user)
     assert csrf_client.post(url, {"event_type": "case.completed"}).status_code == 403
@@ -424,17 +425,29 @@ def test_send_test_event_needs_csrf_staff_and_view_permission(client, csrf_clien
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
 
-    client.force_login(staff_user("nobody"))
+    # Viewing (and even reprocessing) events is not enough: the page runs real handlers.
+    viewer = staff_user("viewer", "view_event", "reprocess_event")
+    client.force_login(viewer)
     assert client.get(url).status_code == 403
     assert client.post(url, {"event_type": "case.completed"}).status_code == 403
+    assert f'href="{url}"' not in client.get(reverse(CHANGELIST)).content.decode()
     assert not Event.objects.exists()
 
+    client.force_login(staff_user("tester", "view_event", "send_test_event"))
+    assert client.get(url).status_code == 200
+    assert f'href="{url}"' in client.get(reverse(CHANGELIST)).content.decode()
+    assert client.post(url, {"event_type": "case.completed"}).status_code == 302
+    assert Event.objects.get().is_test
 
-def test_send_test_event_without_a_secret_says_so(admin_client, settings):
+
+def test_send_test_event_without_a_secret_says_so_in_words_for_the_page(admin_client, settings):
     settings.KLAREFI_WEBHOOK_SECRET = None
     response = admin_client.post(reverse(SEND_TEST), {"event_type": "case.completed"})
     assert response.status_code == 200
-    assert "No signing secret" in response.content.decode()
+    html = response.content.decode()
+    assert "no webhook secret is configured" in html
+    assert "KLAREFI_WEBHOOK_SECRET" in html
+    assert "--" not in re.sub(r"<!--.*?-->", "", html.split('id="content"')[1])
     assert not Event.objects.exists()
 
 
@@ -468,3 +481,182 @@ def test_batches_are_keyed_on_pk_while_processing_changes_the_filtered_column():
         seen.append(event.event_id)
         Event.objects.filter(pk=event.pk).update(status=Event.Status.PROCESSED)
     assert seen == [f"evt_{number}" for number in range(5)]
+
+
+# Test events, long ids, the Reprocess button and the action's links
+
+
+def test_test_events_have_a_badge_a_filter_and_a_field_without_loading_payloads(admin_client):
+    make_event("evt_real")
+    test = make_event("evt_test_1", is_test=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        html = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert html.count('<span class="klarefi-test"') == 1
+    rows = [q["sql"] for q in queries if '"django_klarefi_event"."event_id"' in q["sql"]]
+    assert all('"payload"' not in sql for sql in rows)
+
+    assert "?is_test__exact=1" in html  # the filter's choices are static: yes / no
+    only_tests = admin_client.get(reverse(CHANGELIST), {"is_test__exact": "1"}).content.decode()
+    assert listed_event_ids(only_tests) == {"evt_test_1"}
+    no_tests = admin_client.get(reverse(CHANGELIST), {"is_test__exact": "0"}).content.decode()
+    assert listed_event_ids(no_tests) == {"evt_real"}
+
+    page = admin_client.get(change_url(test)).content.decode()
+    assert re.search(r'<div class="[^"]*field-is_test', page)
+    assert 'alt="True"' in page  # Django's boolean icon
+
+
+def test_long_ids_are_shortened_in_the_list_and_whole_on_hover_and_the_page(admin_client):
+    long_id = "sha256:" + "ab12" * 16
+    long_case = "case_" + "x" * 60
+    event = make_event(long_id, case_id=long_case)
+
+    html = admin_client.get(reverse(CHANGELIST)).content.decode()
+    shown = re.search(
+        rf'<span class="klarefi-id klarefi-event-id" title="{long_id}">([^<]+)</span>', html
+    )
+    assert shown
+    assert len(shown[1]) <= 20
+    assert shown[1].startswith("sha256:")
+    assert "…" in shown[1]
+    assert f'title="{long_case}"' in html
+    assert f">{long_id}<" not in html
+
+    page = admin_client.get(change_url(event)).content.decode()
+    assert f'<div class="readonly">{long_id}</div>' in page
+
+
+def test_reprocess_button_posts_with_csrf_and_runs_the_processing_path(client, handlers):
+    failed = make_event("evt_failed", status=Event.Status.FAILED, attempts=1, error="boom")
+    url = reverse("admin:django_klarefi_event_reprocess", args=[failed.pk])
+
+    client.force_login(staff_user("viewer", "view_event"))
+    assert url not in client.get(change_url(failed)).content.decode()
+    assert client.post(url).status_code == 403
+
+    client.force_login(staff_user("operator", "view_event", "reprocess_event"))
+    page = client.get(change_url(failed)).content.decode()
+    form = re.search(
+        rf'<form method="post" action="{url}" class="klarefi-reprocess">(.*?)</form>', page, re.S
+    )
+    assert form
+    assert 'name="csrfmiddlewaretoken"' in form[1]
+    assert client.get(url).status_code == 405
+    failed.refresh_from_db()
+    assert failed.attempts == 1
+
+    response = client.post(url, follow=True)
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts, failed.error) == ("processed", 2, "")
+    assert handlers.names == ["typed", "event_received"]
+    assert response.redirect_chain[-1][0] == change_url(failed)
+    assert (
+        "Reprocessed case.completed evt_failed: processed (attempt 2)." in response.content.decode()
+    )
+
+    # A processed event runs again too: the button is a deliberate, single-event choice.
+    response = client.post(url, follow=True)
+    failed.refresh_from_db()
+    assert failed.attempts == 3
+
+
+def test_reprocess_button_reports_a_failure(client, handlers):
+    failed = make_event("evt_failed", status=Event.Status.FAILED, attempts=1, error="old")
+    handlers.fail_with = RuntimeError("still broken")
+    client.force_login(staff_user("operator", "view_event", "reprocess_event"))
+    url = reverse("admin:django_klarefi_event_reprocess", args=[failed.pk])
+    html = client.post(url, follow=True).content.decode()
+    assert "failed again (attempt 2)" in html
+    assert "RuntimeError: still broken" in html  # the page shows the new traceback
+
+
+def test_reprocess_button_needs_csrf(csrf_client, admin_user):
+    failed = make_event("evt_failed", status=Event.Status.FAILED, attempts=1)
+    csrf_client.force_login(admin_user)
+    url = reverse("admin:django_klarefi_event_reprocess", args=[failed.pk])
+    assert csrf_client.post(url).status_code == 403
+    failed.refresh_from_db()
+    assert failed.attempts == 1
+
+
+def test_reprocess_action_message_links_to_the_failed_events(client, handlers):
+    events = [
+        make_event(f"evt_failed_{n}", status=Event.Status.FAILED, attempts=1) for n in range(2)
+    ]
+    handlers.fail_with = RuntimeError("still broken")
+    client.force_login(staff_user("operator", "view_event", "reprocess_event"))
+
+    html = run_action(client, "reprocess_events", *events).content.decode()
+
+    assert "0 events succeeded, 2 failed." in html
+    for event in events:
+        assert f'<a href="{change_url(event)}">{event.event_id}</a>' in html
+
+
+@pytest.fixture
+def atomic_requests(settings):
+    """ATOMIC_REQUESTS on the default database: a key of the database's settings dict,
+    which the connection reads on each request."""
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = True
+    assert connection.settings_dict["ATOMIC_REQUESTS"] is True
+    yield
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_test_event_and_reprocess_run_outside_a_request_transaction(
+    client, handlers, settings
+):
+    # Processing commits the event and its failure record itself: inside a request
+    # transaction, its transaction would be a savepoint of the page's, and the failure
+    # record would commit (or roll back) with the page.
+    depths: list[int] = []
+    handlers.on_call = lambda event: depths.append(len(connection.atomic_blocks))
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    database = settings.DATABASES["default"]
+
+    database["ATOMIC_REQUESTS"] = False
+    client.post(reverse(SEND_TEST), {"event_type": "case.completed"})
+    without = depths[:]
+    database["ATOMIC_REQUESTS"] = True
+    try:
+        assert connection.settings_dict["ATOMIC_REQUESTS"] is True
+        client.post(reverse(SEND_TEST), {"event_type": "case.completed"})
+        with_atomic_requests = depths[len(without) :]
+        failed = Event.objects.order_by("pk").last()
+        handlers.fail_with = RuntimeError("down")
+        client.post(reverse("admin:django_klarefi_event_reprocess", args=[failed.pk]))
+    finally:
+        database["ATOMIC_REQUESTS"] = False
+
+    assert without
+    assert with_atomic_requests == without  # no request transaction around the handlers
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts) == ("failed", 2)
+    assert "RuntimeError: down" in failed.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reprocess_action_records_a_commit_failure_under_atomic_requests(
+    client, handlers, atomic_requests
+):
+    # The action runs on the changelist's POST. Were the changelist inside a request
+    # transaction, a receiver's deferred foreign key would fail at the page's COMMIT: a
+    # 500 page, and the attempt and its error rolled back with it.
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    handlers.fail_with = RuntimeError("first attempt")
+    post_event(client, {"id": "evt_action", "event": "case.completed"})
+    handlers.fail_with = None
+    event = Event.objects.get()
+    assert (event.status, event.attempts) == ("failed", 1)
+
+    handlers.on_call = lambda received: HandlerRecordNote.objects.create(record_id=10**9)
+    response = client.post(
+        reverse("admin:django_klarefi_event_changelist"),
+        {"action": "reprocess_events", "_selected_action": [event.pk]},
+    )
+    assert response.status_code == 302
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("failed", 2)
+    assert "IntegrityError" in event.error

@@ -111,6 +111,20 @@ def make_event(event_id: str, *, minutes_ago: int, **fields) -> Event:
     )
 
 
+def make_failed_case(event_id: str, *, case_id: str) -> Event:
+    """A case.completed event that failed three deliveries, ten minutes ago."""
+    return make_event(
+        event_id,
+        minutes_ago=10,
+        event_type="case.completed",
+        case_id=case_id,
+        status=Event.Status.FAILED,
+        attempts=3,
+        deliveries=3,
+        error="RuntimeError: boom",
+    )
+
+
 def log_in(page, live_server) -> None:
     page.goto(live_server.url + "/admin/")
     page.fill("#id_username", "operator")
@@ -154,16 +168,7 @@ def test_log_in_and_see_events_in_the_changelist(open_browser, live_server, oper
         status=Event.Status.PENDING,
         deliveries=1,
     )
-    make_event(
-        "evt_case_3",
-        minutes_ago=10,
-        event_type="case.completed",
-        case_id="case_43",
-        status=Event.Status.FAILED,
-        attempts=3,
-        deliveries=3,
-        error="RuntimeError: boom",
-    )
+    make_failed_case("evt_case_3", case_id="case_43")
 
     page = open_browser()
     log_in(page, live_server)
@@ -287,5 +292,197 @@ def test_send_a_test_event_and_see_it(open_browser, live_server, operator, handl
     sync_api.expect(page.locator(".field-case_id .readonly")).to_have_text("case_browser")
     sync_api.expect(page.locator("pre.klarefi-payload")).to_contain_text('"skill.resolved"')
     open_changelist(page)
-    sync_api.expect(event_rows(page).first).to_contain_text(event.event_id)
+    listed = event_rows(page).first.locator(".klarefi-event-id")
+    sync_api.expect(listed).to_have_attribute("title", event.event_id)  # shortened, whole on hover
+    sync_api.expect(event_rows(page).first.locator(".klarefi-test")).to_have_text("test")
     assert handlers.names == ["typed", "event_received"]
+
+
+# Real screen sizes, the Reprocess button, and a Content Security Policy
+
+LONG_ID = "sha256:" + "9f2c4e1a" * 8  # 71 characters, like a digest id
+
+
+def make_list_of_real_shape() -> None:
+    """Events as a real list has them: digest ids, long case ids, each status, a test event."""
+    make_event(
+        LONG_ID, minutes_ago=40, case_id="case_" + "7d1e" * 12, status=Event.Status.PROCESSED
+    )
+    make_event(
+        "evt_01HQ3K9ZB2XWJ6V8N4T7Q2M5RA",
+        minutes_ago=30,
+        event_type="session.submitted_incomplete",
+        case_id="case_42",
+        session_id="sess_" + "a1b2" * 10,
+        status=Event.Status.PENDING,
+    )
+    make_event(
+        "evt_test_5f0c9a1e2b7d44c3a9e1b0f2",
+        minutes_ago=20,
+        event_type="skill.needs_review",
+        case_id="case_43",
+        status=Event.Status.PROCESSED,
+        is_test=True,
+    )
+    make_failed_case("sha256:" + "0b7e" * 16, case_id="case_44")
+
+
+def fully_visible(page, locator) -> bool:
+    """Whether the element is inside the viewport and shows all of its text (not clipped)."""
+    return locator.evaluate(
+        """el => {
+            const box = el.getBoundingClientRect();
+            const cell = el.closest('td, th') || el;
+            return box.left >= 0 && box.right <= window.innerWidth
+                && el.scrollWidth <= el.clientWidth + 1 && cell.scrollWidth <= cell.clientWidth + 1;
+        }"""
+    )
+
+
+def test_changelist_fits_1366x768_with_the_sidebar_and_long_ids(
+    open_browser, live_server, operator
+):
+    make_list_of_real_shape()
+    page = open_browser()
+    page.set_viewport_size({"width": 1366, "height": 768})
+    log_in(page, live_server)
+    open_changelist(page)
+    sync_api.expect(page.locator("#nav-sidebar")).to_be_visible()  # the sidebar is open
+
+    rows = event_rows(page)
+    sync_api.expect(rows).to_have_count(4)
+    target = screenshot(page, "admin-changelist-1366x768.png")
+    # No horizontal scroll: not on the page, not in the results table.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    results = page.locator("#changelist .results")
+    assert results.evaluate("el => el.scrollWidth <= el.clientWidth")
+    for index in range(4):
+        badge = rows.nth(index).locator(".klarefi-status")
+        assert fully_visible(page, badge), f"row {index}'s status is cut off"
+        assert badge.inner_text() in {"Processed", "Pending", "Failed"}
+    # The 71-character id is shortened, and whole on hover.
+    short = rows.filter(has_text="sha256:9f2c").locator(".klarefi-id").first
+    assert short.get_attribute("title") == LONG_ID
+    assert len(short.inner_text()) <= 24
+    # The test event has its badge.
+    sync_api.expect(rows.filter(has_text="evt_test_").locator(".klarefi-test")).to_have_text("test")
+    assert target.stat().st_size > 0
+
+
+def test_changelist_on_a_phone_shows_type_and_status(open_browser, live_server, operator):
+    make_list_of_real_shape()
+    page = open_browser()
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_server)
+    page.goto(live_server.url + "/admin/django_klarefi/event/")
+    rows = event_rows(page)
+    sync_api.expect(rows).to_have_count(4)
+    target = screenshot(page, "admin-changelist-390.png")
+    for index in range(4):
+        row = rows.nth(index)
+        assert fully_visible(page, row.locator(".klarefi-status")), f"row {index}: status"
+        type_cell = row.locator("th.field-type_label a")
+        box = type_cell.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 390
+    assert target.stat().st_size > 0
+
+
+def test_reprocess_button_on_the_event_page_and_wrapped_tracebacks(
+    open_browser, live_server, operator, handlers
+):
+    long_line = "RuntimeError: " + "the CRM answered 503 for case_42 " * 12
+    event = make_event(
+        LONG_ID,
+        minutes_ago=5,
+        status=Event.Status.FAILED,
+        attempts=1,
+        error=f'Traceback (most recent call last):\n  File "/app/handlers.py", line 3\n{long_line}',
+    )
+    page = open_browser()
+    page.set_viewport_size({"width": 1366, "height": 768})
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/django_klarefi/event/{event.pk}/change/")
+
+    sync_api.expect(page.locator(".field-event_id .readonly")).to_have_text(LONG_ID)
+    error = page.locator("pre.klarefi-error")
+    sync_api.expect(error).to_contain_text("the CRM answered 503")
+    # The long line wraps: nothing to scroll sideways, in the box or on the page.
+    assert error.evaluate("el => el.scrollWidth <= el.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "admin-event-change-failed.png")
+
+    page.get_by_role("button", name="Reprocess").click()
+    sync_api.expect(page.locator(".messagelist")).to_contain_text("processed (attempt 2)")
+    sync_api.expect(page.locator(".field-status_badge .klarefi-status")).to_have_text("Processed")
+    in_thread(event.refresh_from_db)
+    assert (event.status, event.attempts) == ("processed", 2)
+    assert handlers.names == ["typed", "event_received"]
+    screenshot(page, "admin-event-change-reprocessed.png")
+
+
+def test_action_message_links_to_the_failed_events(open_browser, live_server, operator, handlers):
+    event = make_event("evt_still_bad", minutes_ago=5, status=Event.Status.FAILED, attempts=1)
+    handlers.fail_with = RuntimeError("still broken")
+    page = open_browser()
+    log_in(page, live_server)
+    open_changelist(page)
+    event_rows(page).filter(has_text="evt_still_bad").locator("input.action-select").check()
+    page.select_option("select[name=action]", "reprocess_events")
+    page.click("button[name=index]")
+
+    message = page.locator(".messagelist")
+    sync_api.expect(message).to_contain_text("0 events succeeded, 1 failed.")
+    message.get_by_role("link", name="evt_still_bad").click()
+    sync_api.expect(page).to_have_url(re.compile(rf"/event/{event.pk}/change/$"))
+    sync_api.expect(page.locator("pre.klarefi-error")).to_contain_text("still broken")
+
+
+@pytest.fixture
+def csp_server(django_db_blocker):
+    from tests.servers import runserver
+
+    with django_db_blocker.unblock(), runserver(settings_module="tests.settings_admin_csp") as base:
+        yield base
+
+
+def test_admin_pages_work_under_a_style_src_self_policy(open_browser, csp_server, operator):
+    import django
+
+    make_list_of_real_shape()
+    failed = Event.objects.get(status=Event.Status.FAILED)
+    page = open_browser()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.set_viewport_size({"width": 1366, "height": 768})
+    response = page.goto(csp_server + "/admin/")
+    assert response is not None
+    assert "style-src 'self'" in response.headers["content-security-policy"]
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    pages = {
+        "changelist": "/admin/django_klarefi/event/",
+        "change": f"/admin/django_klarefi/event/{failed.pk}/change/",
+        "send-test": "/admin/django_klarefi/event/send-test-event/",
+    }
+    for name, path in pages.items():
+        response = page.goto(csp_server + path)
+        assert response is not None
+        assert response.status == 200, name
+        assert "style-src 'self'" in response.headers["content-security-policy"]
+        screenshot(page, f"admin-csp-django{django.VERSION[0]}{django.VERSION[1]}-{name}.png")
+    # The static stylesheet applied: the failed badge is white on red, the pre wraps.
+    page.goto(csp_server + pages["changelist"])
+    badge = page.locator(".klarefi-status-failed").first
+    assert badge.evaluate("el => getComputedStyle(el).color") == "rgb(255, 255, 255)"
+    page.goto(csp_server + pages["change"])
+    pre = page.locator("pre.klarefi-error")
+    assert pre.evaluate("el => getComputedStyle(el).whiteSpace") == "pre-wrap"
+    assert violations == []

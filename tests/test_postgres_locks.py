@@ -16,8 +16,9 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, connections
 
+from django_klarefi.locks import ADVISORY_LOCK_CLASS
 from django_klarefi.models import Event
-from django_klarefi.processing import _ADVISORY_LOCK_CLASS, Outcome, process_event
+from django_klarefi.processing import Outcome, process_event
 from django_klarefi.testing import post_event
 from tests.testapp.models import EventNote
 
@@ -60,7 +61,7 @@ def test_a_row_pointing_at_the_event_does_not_block_redeliveries(client, handler
 
 
 def claim_held(event_id):
-    return ("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_ADVISORY_LOCK_CLASS, event_id])
+    return ("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ADVISORY_LOCK_CLASS, event_id])
 
 
 def test_a_new_event_claimed_elsewhere_answers_409(client, handlers):

@@ -223,7 +223,7 @@ def test_a_failed_redelivery_stores_only_the_handlers_traceback(client, handlers
     assert event.error.startswith("Traceback (most recent call last):")
     assert "RuntimeError: still broken" in event.error
     for text in (event.error, caplog.text):
-        assert "_AlreadyStored" not in text
+        assert "AlreadyStored" not in text
         assert "During handling of the above exception" not in text
         assert "IntegrityError" not in text
 

@@ -29,6 +29,7 @@ from django_klarefi.samples import sample_event
 from django_klarefi.sending import (
     Delivery,
     SendingNotConfigured,
+    default_url,
     request_api_test_event,
     send_test_event,
 )
@@ -270,6 +271,41 @@ def test_in_process_goes_through_the_real_view_and_signals(handlers):
 
 
 @pytest.mark.django_db
+def test_events_built_by_the_command_are_stored_as_test_events(handlers):
+    output, error = send("case.completed", "--in-process")
+    assert error is None, output
+    event = Event.objects.get()
+    assert event.is_test
+    assert event.payload["django_klarefi_test"] is True
+
+
+def test_sending_in_process_does_not_import_django_test():
+    # Production code (the admin's page, the command) must not pull in the test client.
+    script = (
+        "import django, sys\n"
+        "from django.conf import settings\n"
+        "settings.configure(INSTALLED_APPS=['django.contrib.admin', 'django.contrib.auth',"
+        " 'django.contrib.contenttypes', 'django.contrib.sessions', 'django.contrib.messages',"
+        " 'django_klarefi'], DATABASES={'default': {'ENGINE': 'django.db.backends.sqlite3',"
+        " 'NAME': ':memory:'}}, ROOT_URLCONF='django_klarefi.urls', USE_TZ=True,"
+        " KLAREFI_WEBHOOK_SECRET='whsec_x')\n"
+        "django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', verbosity=0)\n"
+        "import django_klarefi.admin\n"
+        "from django_klarefi.samples import sample_event\n"
+        "from django_klarefi.sending import send_test_event\n"
+        "delivery = send_test_event(sample_event('case.completed'), in_process=True)\n"
+        "print(delivery.status, 'django.test' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "False"]
+
+
+@pytest.mark.django_db
 def test_in_process_future_timestamp_gets_401(handlers):
     output, error = send("case.completed", "--in-process", "--timestamp-offset", "301")
     assert error is not None
@@ -315,7 +351,7 @@ def test_missing_secret_is_a_clear_error():
     output, error = send("case.completed", "--in-process")
     assert error is not None
     assert str(error) == (
-        "No signing secret: set KLAREFI_WEBHOOK_SECRET or pass a secret (--secret)."
+        "No signing secret: KLAREFI_WEBHOOK_SECRET is not set. Set it, or pass --secret."
     )
     assert output == ""
     assert not Event.objects.exists()
@@ -427,15 +463,27 @@ def test_via_api_posts_exactly_like_the_spec_curl_and_reports_the_answer():
     assert SECRET not in output
 
 
-def test_via_api_uses_given_secret_and_default_url():
+def test_via_api_uses_given_secret_and_default_url_and_warns_it_is_loopback():
     with recording_api(RecordingApi()) as api:
         output, error = send("--via-api", "--secret", "whsec_other")
     assert error is None, output
     assert api.requests[0]["body"] == {
-        "endpoint_url": "http://127.0.0.1:8000/webhooks/klarefi/",
+        "endpoint_url": default_url(),
         "signing_secret": "whsec_other",
     }
+    assert default_url().startswith("http://127.0.0.1:8000/")
+    assert (
+        f"Warning: Klarefi will be asked to send to {default_url()}, a loopback address that "
+        "its servers cannot reach. Pass your public receiver URL with --url."
+    ) in output
     assert "whsec_other" not in output
+
+
+def test_via_api_with_a_public_url_does_not_warn():
+    with recording_api(RecordingApi()):
+        output, error = send("--via-api", "--url", "https://app.example.com/webhooks/klarefi")
+    assert error is None, output
+    assert "Warning" not in output
 
 
 def test_via_api_error_answer_is_reported_and_fails_without_leaking():
@@ -465,7 +513,10 @@ def test_via_api_function_returns_the_answer():
 def test_via_api_without_api_key_is_a_clear_error():
     _output, error = send("--via-api", "--url", "https://app.example.com/hook")
     assert error is not None
-    assert str(error) == "No API key: set KLAREFI_API_KEY to use --via-api."
+    assert str(error) == (
+        "No API key: KLAREFI_API_KEY is not set. Set it in your settings, e.g. "
+        'KLAREFI_API_KEY = os.environ.get("KLAREFI_API_KEY"), to use --via-api.'
+    )
 
 
 def test_via_api_unreachable_is_a_clear_error():
@@ -473,7 +524,11 @@ def test_via_api_unreachable_is_a_clear_error():
     with override_settings(KLAREFI_API_BASE_URL=base, KLAREFI_API_KEY=API_KEY):
         output, error = send("--via-api", "--url", "https://app.example.com/hook")
     assert error is not None
-    assert str(error).startswith(f"Could not connect to {base}/api/v1/webhooks/test:")
+    assert str(error) == (
+        f"Could not connect to {base}/api/v1/webhooks/test: connection refused. "
+        "Is KLAREFI_API_BASE_URL right, and is Klarefi's API reachable from here?"
+    )
+    assert "runserver" not in output + str(error)
     assert API_KEY not in output + str(error)
 
 

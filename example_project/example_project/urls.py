@@ -5,5 +5,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("webhooks/klarefi/", include("django_klarefi.urls")),
+    path("webhooks/klarefi", include("django_klarefi.urls")),
 ]

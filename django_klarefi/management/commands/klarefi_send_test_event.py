@@ -80,7 +80,8 @@ class Command(BaseCommand):
         mode.add_argument(
             "--in-process",
             action="store_true",
-            help="No HTTP: go through Django's full request handling; no server needed.",
+            help="No HTTP and no server: hand the signed body to the receiver's own code "
+            "(verification, storage, handlers).",
         )
         mode.add_argument(
             "--via-api",
@@ -96,7 +97,7 @@ class Command(BaseCommand):
             else:
                 self._send(options)
         except SendingNotConfigured as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(f"{exc}{_how_to_fix(str(exc))}") from exc
 
     def _send(self, options: dict[str, Any]) -> None:
         event_types = self._event_types(options)
@@ -218,12 +219,14 @@ class Command(BaseCommand):
         if secret is not None and not secret:
             raise CommandError("--secret is empty.")
         endpoint = options["url"] or default_url()
+        if _is_local(endpoint):
+            self.stderr.write(
+                f"Warning: Klarefi will be asked to send to {endpoint}, a loopback address "
+                "that its servers cannot reach. Pass your public receiver URL with --url.",
+                self.style.WARNING,
+            )
         answer = request_api_test_event(endpoint, signing_secret=secret)
         self._report_api(answer)
-        if _is_local(endpoint) and not _is_local(answer.url):
-            self.stderr.write(
-                f"Note: Klarefi's servers cannot reach {endpoint}; pass your public --url."
-            )
         if answer.status is None:
             raise CommandError(answer.error)
         if not answer.ok:
@@ -236,6 +239,17 @@ class Command(BaseCommand):
         if text:
             line = f"{line}  {text}"
         self.stdout.write(line, self.style.SUCCESS if answer.ok else self.style.ERROR)
+
+
+def _how_to_fix(problem: str) -> str:
+    if "KLAREFI_WEBHOOK_SECRET" in problem:
+        return " Set it, or pass --secret."
+    if "KLAREFI_API_KEY" in problem:
+        return (
+            ' Set it in your settings, e.g. KLAREFI_API_KEY = os.environ.get("KLAREFI_API_KEY"),'
+            " to use --via-api."
+        )
+    return ""
 
 
 def _one_line(text: str) -> str:

@@ -1,0 +1,78 @@
+"""The Klarefi receiver as a DRF view, for an endpoint inside your API's URL space."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.http import HttpResponse
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from django_klarefi import views
+from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
+
+__all__ = ["KlarefiWebhookAPIView"]
+
+
+class FirstRendererNegotiation(BaseContentNegotiation):
+    """Answer with the view's first renderer whatever the ``Accept`` header says, as the
+    plain receiver does (Klarefi's sender is not a browser)."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
+class KlarefiWebhookAPIView(APIView):
+    """Receive Klarefi deliveries exactly as the plain view (``django_klarefi.urls``) does.
+
+    A POST goes through :func:`django_klarefi.views.handle_delivery`: the same bounded
+    read, verification, processing, status codes, JSON bodies and dedupe. Other methods
+    get the plain view's answers (405, or 200 to ``OPTIONS``). What DRF adds is its
+    per-view machinery, throttling above all: set ``throttle_classes`` in a subclass.
+
+    No authentication class runs: the signature is the authentication, and it is checked
+    with the body by the receiver itself. So there is no session, and no CSRF check.
+    """
+
+    #: Marks a routed Klarefi receiver for django-klarefi's system checks.
+    klarefi_receiver = True
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = FirstRendererNegotiation
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        view = super().as_view(**initkwargs)
+        # Never inside an ATOMIC_REQUESTS transaction, whatever the database: as for the
+        # plain view, processing commits the event and its failure record itself.
+        view._non_atomic_requests = views.webhook._non_atomic_requests  # type: ignore[attr-defined]
+        return view
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        return views.handle_delivery(request._request)
+
+    # DRF passes any HttpResponse through; the stubs ask for its own Response.
+    def options(  # type: ignore[override]
+        self, request: Request, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        return views.webhook(request._request)
+
+    def http_method_not_allowed(  # type: ignore[override]
+        self, request: Request, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        return views.webhook(request._request)
+
+
+load_schema_extensions()

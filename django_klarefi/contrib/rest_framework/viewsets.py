@@ -1,0 +1,98 @@
+"""Browse and reprocess stored events through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils.module_loading import import_string
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from django_klarefi.conf import conf
+from django_klarefi.contrib.rest_framework.filters import EventFilterBackend
+from django_klarefi.contrib.rest_framework.pagination import EventCursorPagination
+from django_klarefi.contrib.rest_framework.permissions import HasReprocessPermission
+from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
+from django_klarefi.contrib.rest_framework.serializers import (
+    EventSerializer,
+    ReprocessQuerySerializer,
+)
+from django_klarefi.models import Event
+from django_klarefi.processing import Outcome, process_event
+
+__all__ = ["EventViewSet", "SettingPermissionClasses"]
+
+
+class SettingPermissionClasses:
+    """The ``KLAREFI_API_PERMISSION_CLASSES`` setting, read on every access (so
+    ``override_settings`` works), as a view's ``permission_classes``."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> list[type[BasePermission]]:
+        return [
+            import_string(entry) if isinstance(entry, str) else entry
+            for entry in conf.API_PERMISSION_CLASSES
+        ]
+
+
+class EventViewSet(viewsets.ReadOnlyModelViewSet[Event]):
+    """``GET events/``, ``GET events/<pk>/`` and ``POST events/<pk>/reprocess/``.
+
+    Configured like any DRF view, by attributes a subclass can override:
+    ``permission_classes`` (default: the ``KLAREFI_API_PERMISSION_CLASSES`` setting, itself
+    ``IsAdminUser`` by default), :attr:`reprocess_permission_classes` (required on top of
+    those to reprocess), ``pagination_class``, ``filter_backends``, ``serializer_class``.
+    Authentication and throttling are your API's defaults.
+    """
+
+    queryset = Event.objects.all()
+    serializer_class = EventSerializer
+    pagination_class = EventCursorPagination
+    filter_backends = [EventFilterBackend]
+    permission_classes = SettingPermissionClasses()
+    #: Required, on top of ``permission_classes``, by the reprocess action.
+    reprocess_permission_classes: list[type[BasePermission]] = [HasReprocessPermission]
+    reprocess_query_serializer_class = ReprocessQuerySerializer
+    #: HTTP status per reprocess outcome; the event is in the body either way.
+    reprocess_status: dict[Outcome, int] = {
+        Outcome.PROCESSED: status.HTTP_200_OK,
+        Outcome.ALREADY_PROCESSED: status.HTTP_200_OK,
+        Outcome.FAILED: status.HTTP_200_OK,
+        Outcome.IN_FLIGHT: status.HTTP_409_CONFLICT,
+    }
+
+    def get_queryset(self) -> QuerySet[Event]:
+        return Event.objects.all()
+
+    def get_permissions(self) -> list[BasePermission]:
+        classes = list(self.permission_classes)
+        if self.action == "reprocess":
+            classes += self.reprocess_permission_classes
+        return [permission() for permission in classes]
+
+    @action(detail=True, methods=["post"])
+    def reprocess(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Run the event's handlers now, through the one processing path.
+
+        ``?force=true`` runs them for a processed event too. Answers the outcome
+        (``processed``, ``failed``, ``already_processed``, or ``in_flight`` with a 409) and
+        the event as it is afterwards; 404 when the event is gone.
+        """
+        query = self.reprocess_query_serializer_class(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        event = self.get_object()
+        result = process_event(event, force=query.validated_data["force"])
+        current = Event.objects.filter(pk=event.pk).first()
+        if result.outcome is Outcome.MISSING or current is None:
+            raise NotFound("The event was deleted.")
+        return Response(
+            {"outcome": str(result.outcome), "event": self.get_serializer(current).data},
+            status=self.reprocess_status.get(result.outcome, status.HTTP_200_OK),
+        )
+
+
+load_schema_extensions()

@@ -1,0 +1,41 @@
+"""What a delivery or a processing attempt ends in: the :class:`Outcome` and its :class:`Result`."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from django_klarefi.models import Event
+
+__all__ = ["EnqueueFailed", "Outcome", "Result"]
+
+
+class Outcome(enum.StrEnum):
+    """What became of a delivery or a processing attempt."""
+
+    #: The handlers ran now and succeeded.
+    PROCESSED = "processed"
+    #: The event had been processed before; nothing ran (a redelivery was counted).
+    ALREADY_PROCESSED = "already_processed"
+    #: Stored as pending, and a task was enqueued after commit.
+    QUEUED = "queued"
+    #: Stored as pending, but enqueueing the task raised: retry the delivery.
+    NOT_QUEUED = "not_queued"
+    #: A handler (or the commit of their writes) failed; stored as failed with the error.
+    FAILED = "failed"
+    #: Another process is running this event's handlers right now: retry later.
+    IN_FLIGHT = "in_flight"
+    #: The event's row no longer exists (deleted meanwhile); nothing ran.
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    event_id: str
+    #: The row as written, when this call has it in hand.
+    event: Event | None = None
+
+
+class EnqueueFailed(Exception):
+    """The task backend refused the task; the event stays pending."""

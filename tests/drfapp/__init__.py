@@ -1,0 +1,1 @@
+"""A host project's own DRF views, as the docs show them (no models)."""
