@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from django.db import models
@@ -25,9 +24,6 @@ EVENT_ID_MAX_LENGTH = 255
 EVENT_TYPE_MAX_LENGTH = 100
 REFERENCE_MAX_LENGTH = 255
 
-
-# A JSON \u0000 escape (not an escaped backslash followed by "u0000").
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # The one key of a stored payload that holds another payload as JSON text (below).
 _ENCODED_KEY = "$django_klarefi_json"
@@ -69,12 +65,22 @@ class PayloadField(models.JSONField):
 def _needs_encoding(value: Any) -> bool:
     if isinstance(value, dict) and len(value) == 1 and _ENCODED_KEY in value:
         return True
-    if not isinstance(value, dict | list | str):
-        return False
-    # json.dumps escapes U+0000 as \u0000 wherever it is, in a key or a string; the
-    # substring test is the fast common case, the pattern tells it from an escaped "\".
-    text = json.dumps(value)
-    return "\\u0000" in text and _NUL_ESCAPE.search(text) is not None
+    return _contains_nul(value)
+
+
+def _contains_nul(value: Any) -> bool:
+    """Whether U+0000 occurs in any string or key of ``value``: what json.dumps would
+    escape as \\u0000, found without serializing the value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(
+            (isinstance(key, str) and "\x00" in key) or _contains_nul(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(item) for item in value)
+    return False
 
 
 class Event(models.Model):
