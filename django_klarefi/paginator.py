@@ -3,12 +3,15 @@
 ``SELECT COUNT(*)`` over a table of millions of rows reads all of them, on every page of
 the admin's changelist. For the unfiltered list, PostgreSQL keeps an estimate of the
 table's row count (``pg_class.reltuples``, refreshed by autovacuum and ``ANALYZE``) that
-costs one catalog lookup. Filtered lists, small tables and other databases get the real
-count: with a filter, the count runs on the filter's index.
+costs one catalog lookup. A filtered list on PostgreSQL counts at most
+``estimate_from + 1`` of its rows; past that, the planner's estimate for the filter is
+shown instead (one ``EXPLAIN``), so no count reads more than that many index entries,
+whatever the table's size. Small tables and other databases get the exact count.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from django.core.paginator import Paginator
@@ -29,8 +32,9 @@ class EstimatedCountPaginator(_Paginator):
 
     The count is PostgreSQL's row estimate when the object list is a whole table (a
     queryset with no WHERE clause, no DISTINCT and no slicing) whose estimate reaches
-    :attr:`estimate_from`; otherwise it is the exact ``COUNT(*)``. :attr:`count_is_estimate`
-    tells which, so that templates can say "about".
+    :attr:`estimate_from`, and the planner's estimate for a filtered list on PostgreSQL with
+    more than :attr:`estimate_from` rows; otherwise it is the exact ``COUNT(*)``.
+    :attr:`count_is_estimate` tells which, so that templates can say "about".
     """
 
     #: Below this many rows (by the estimate), the exact count is cheap: use it.
@@ -60,15 +64,33 @@ class EstimatedCountPaginator(_Paginator):
             return None
         return int(row[0])
 
+    @cached_property
+    def filtered_count(self) -> tuple[int, bool] | None:
+        """For a filtered list on PostgreSQL: ``(count, is_estimate)``. The count of at most
+        :attr:`estimate_from` + 1 rows, exact when within that, else the planner's estimate
+        for the filter. None for other lists (then :attr:`count` is exact)."""
+        queryset = self.object_list
+        if not isinstance(queryset, QuerySet) or self.table_estimate is not None:
+            return None
+        if connections[queryset.db].vendor != "postgresql" or queryset.query.is_sliced:
+            return None
+        capped = queryset[: self.estimate_from + 1].count()
+        if capped <= self.estimate_from:
+            return capped, False
+        plan = json.loads(queryset.explain(format="json"))
+        return max(int(plan[0]["Plan"]["Plan Rows"]), capped), True
+
     @property
     def count_is_estimate(self) -> bool:
         """Whether :attr:`count` is PostgreSQL's estimate rather than an exact count."""
-        return self.table_estimate is not None
+        filtered = self.filtered_count
+        return self.table_estimate is not None or (filtered is not None and filtered[1])
 
     @cached_property
     def count(self) -> int:
-        """The estimated number of rows for a large unfiltered table, else the exact count."""
-        estimate = self.table_estimate
-        if estimate is not None:
-            return estimate
+        """An estimate for a large table or filtered list on PostgreSQL, else the exact count."""
+        if self.table_estimate is not None:
+            return self.table_estimate
+        if self.filtered_count is not None:
+            return self.filtered_count[0]
         return super().count

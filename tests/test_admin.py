@@ -660,3 +660,40 @@ def test_the_reprocess_action_records_a_commit_failure_under_atomic_requests(
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("failed", 2)
     assert "IntegrityError" in event.error
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_filtered_lists_count_at_most_the_cap_then_estimate():
+    class SmallCap(EstimatedCountPaginator):
+        estimate_from = 20
+
+    now = timezone.now()
+    Event.objects.bulk_create(
+        Event(
+            event_id=f"evt_{n}",
+            event_type="case.completed" if n < 200 else "session.created",
+            payload={},
+            status=Event.Status.PROCESSED,
+            received_at=now - timedelta(seconds=n),
+            last_received_at=now,
+        )
+        for n in range(210)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_klarefi_event")
+
+    few = SmallCap(Event.objects.filter(event_type="session.created").order_by("-id"), 5)
+    assert (few.count, few.count_is_estimate) == (10, False)
+
+    many = SmallCap(Event.objects.filter(event_type="case.completed").order_by("-id"), 5)
+    with CaptureQueriesContext(connection) as queries:
+        count, estimated = many.count, many.count_is_estimate
+    assert estimated
+    # The planner's estimate, never below the rows already counted.
+    assert count >= 21
+    sqls = [q["sql"].upper() for q in queries]
+    # No count over every matching row: one capped at the cap + 1, and an EXPLAIN.
+    [counted] = [sql for sql in sqls if "COUNT(" in sql]
+    assert "LIMIT 21" in counted
+    assert any(sql.startswith("EXPLAIN") for sql in sqls)
