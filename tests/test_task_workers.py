@@ -235,29 +235,39 @@ def test_worker_killed_mid_task_leaves_the_event_pending_for_klarefi_reprocess(
         assert [status for status, _, _ in task_rows()] == ["RUNNING"]
 
         # The recovery path: klarefi_reprocess --pending --older-than ...
-        release.touch()
-        wait_for(
-            lambda: Event.objects.filter(received_at__lt=_ago(seconds=1)).exists(),
-            what="the event being older than 1s",
-        )
-        assert run_to_completion("klarefi_reprocess", "--pending", "--older-than", "1s") == 0
-
-        event.refresh_from_db()
-        assert (event.status, event.attempts, event.error) == ("processed", 1, "")
-        assert sorted(HandlerRecord.objects.values_list("handler", flat=True)) == [
-            "event_received",
-            "typed",
-        ]
-        # The handler started twice (killed, then recovered) and committed once.
-        assert len(log.read_text().splitlines()) == 2
-
-        # Klarefi's retry of the delivery now finds it processed: nothing runs again.
-        assert post(base, delivery) == (
-            200,
-            {"status": "already_processed", "event_id": "evt_killed"},
+        recover_the_killed_event(
+            event,
+            release=release,
+            log=log,
+            reprocess=lambda *args: run_to_completion("klarefi_reprocess", *args),
+            redeliver=lambda: post(base, delivery),
         )
     assert HandlerRecord.objects.count() == 2
     assert len(log.read_text().splitlines()) == 2
+
+
+def recover_the_killed_event(event, *, release, log, reprocess, redeliver) -> None:
+    """After a worker was killed mid-task: ``klarefi_reprocess --pending --older-than 1s``
+    (``reprocess(*args)`` runs it and returns its exit code) processes the event once, and
+    Klarefi's retry (``redeliver()``) then finds it processed. Shared by every engine."""
+    release.touch()
+    wait_for(
+        lambda: Event.objects.filter(received_at__lt=_ago(seconds=1)).exists(),
+        what="the event being older than 1s",
+    )
+    assert reprocess("--pending", "--older-than", "1s") == 0
+
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.error) == ("processed", 1, "")
+    assert sorted(HandlerRecord.objects.values_list("handler", flat=True)) == [
+        "event_received",
+        "typed",
+    ]
+    # The handler started twice (killed, then recovered) and committed once.
+    assert len(log.read_text().splitlines()) == 2
+
+    # Klarefi's retry of the delivery now finds it processed: nothing runs again.
+    assert redeliver() == (200, {"status": "already_processed", "event_id": event.event_id})
 
 
 def _ago(*, seconds: float) -> datetime:

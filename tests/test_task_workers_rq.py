@@ -43,10 +43,10 @@ from tests.test_task_workers import (
     EVENTS,
     RETRY_LATER,
     TYPES,
-    _ago,
     deliver,
     open_transactions,
     post,
+    recover_the_killed_event,
     signed,
     wait_for,
 )
@@ -271,28 +271,12 @@ def test_rq_worker_killed_mid_task_leaves_the_event_pending_for_klarefi_reproces
         # RQ has not finished the job: it stays "started", with no worker left to end it.
         assert [_status(job) for job in jobs(redis)] == ["started"]
 
-        release.touch()
-        wait_for(
-            lambda: Event.objects.filter(received_at__lt=_ago(seconds=1)).exists(),
-            what="the event being older than 1s",
-        )
-        assert (
-            run_to_completion(redis_url, "klarefi_reprocess", "--pending", "--older-than", "1s")
-            == 0
-        )
-
-        event.refresh_from_db()
-        assert (event.status, event.attempts, event.error) == ("processed", 1, "")
-        assert sorted(HandlerRecord.objects.values_list("handler", flat=True)) == [
-            "event_received",
-            "typed",
-        ]
-        assert len(log.read_text().splitlines()) == 2
-
-        # Klarefi's retry of the delivery now finds it processed: nothing runs again.
-        assert post(base, delivery) == (
-            200,
-            {"status": "already_processed", "event_id": "evt_rq_killed"},
+        recover_the_killed_event(
+            event,
+            release=release,
+            log=log,
+            reprocess=lambda *args: run_to_completion(redis_url, "klarefi_reprocess", *args),
+            redeliver=lambda: post(base, delivery),
         )
     assert HandlerRecord.objects.count() == 2
     assert len(log.read_text().splitlines()) == 2
