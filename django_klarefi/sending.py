@@ -124,7 +124,7 @@ def send_test_event(
     found; every delivery problem (refused, timeout, bad URL, non-2xx) is in the result.
     """
     signing_secret = secret if secret is not None else conf.SIGNING_SECRET
-    if not signing_secret:
+    if not signing_secret or not signing_secret.strip():
         raise SendingNotConfigured(NO_SECRET)
     if in_process and url is not None:
         raise ValueError("An in-process delivery goes to the receiver itself: pass no url.")
@@ -170,7 +170,7 @@ def request_api_test_event(
     if not key:
         raise SendingNotConfigured("No API key: KLAREFI_API_KEY is not set.")
     secret = signing_secret if signing_secret is not None else conf.SIGNING_SECRET
-    if not secret:
+    if not secret or not secret.strip():
         raise SendingNotConfigured(NO_SECRET)
     base = (api_base_url if api_base_url is not None else conf.API_BASE_URL).rstrip("/")
     url = base + API_TEST_PATH

@@ -369,6 +369,7 @@ def test_missing_secret_is_a_clear_error():
         (("case.completed", "--data", "[1, 2]"), "--data must be a JSON object"),
         (("case.completed", "--count", "0"), "--count must be at least 1."),
         (("case.completed", "--secret", ""), "--secret is empty."),
+        (("case.completed", "--secret", " \n"), "--secret is empty."),
         (
             ("case.completed", "--in-process", "--url", "http://127.0.0.1:8000/x/"),
             "--url is for HTTP",

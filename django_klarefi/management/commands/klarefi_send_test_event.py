@@ -110,7 +110,7 @@ class Command(BaseCommand):
             raise CommandError("--count must be at least 1.")
         data = self._data(options["data"])
         secret = options["secret"]
-        if secret is not None and not secret:
+        if secret is not None and not secret.strip():
             raise CommandError("--secret is empty.")
         url = None if options["in_process"] else (options["url"] or default_url())
 
@@ -216,7 +216,7 @@ class Command(BaseCommand):
                 "cannot be used with it. Pass --url (your public receiver URL) and --secret."
             )
         secret = options["secret"]
-        if secret is not None and not secret:
+        if secret is not None and not secret.strip():
             raise CommandError("--secret is empty.")
         endpoint = options["url"] or default_url()
         if _is_local(endpoint):
