@@ -12,7 +12,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
-from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -25,6 +24,7 @@ from django_klarefi.models import REFERENCE_MAX_LENGTH, Event
 from django_klarefi.processing import Outcome, process_event
 from django_klarefi.samples import sample_event
 from django_klarefi.sending import SendingNotConfigured, send_test_event
+from django_klarefi.views import outside_atomic_requests
 
 __all__ = ["EventAdminPages", "SendTestEventForm"]
 
@@ -117,7 +117,7 @@ class EventAdminPages(_ModelAdmin):
         changelist = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
         for pattern in urls:
             if pattern.name == changelist:
-                _exempt_from_atomic_requests(pattern.callback)
+                outside_atomic_requests(pattern.callback)
         return urls
 
     def send_test_event_view(self, request: HttpRequest) -> HttpResponse:
@@ -209,14 +209,7 @@ def _outside_transactions(view: Callable[..., HttpResponse]) -> Callable[..., Ht
     def exempt(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return view(request, *args, **kwargs)
 
-    return _exempt_from_atomic_requests(exempt)
-
-
-def _exempt_from_atomic_requests(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark the function ``view`` itself as exempt from ``ATOMIC_REQUESTS``, everywhere."""
-    for alias in connections:
-        transaction.non_atomic_requests(using=alias)(view)
-    return view
+    return outside_atomic_requests(exempt)
 
 
 def _reprocess_message(event: Event, outcome: Outcome) -> str:

@@ -62,7 +62,9 @@ def build_event(event_type: str, **overrides: Any) -> dict[str, Any]:
 
         build_event("case.completed", case_id="case_42")
     """
-    payload = sample_event(event_type)
+    # The references go through the sample, so that its data names the same case/session.
+    references = {name: overrides[name] for name in ("case_id", "session_id") if name in overrides}
+    payload = sample_event(event_type, **references)
     payload.update(overrides)
     return payload
 
@@ -164,7 +166,9 @@ def capture_signals() -> Iterator[list[SentSignal]]:
 
     Yields a list that fills with one :class:`SentSignal` per signal: for each processed
     event, its per-type signal (when the type is documented), then ``event_received``.
-    The recording receivers are disconnected on exit, even when the block raises.
+    The recording receivers are disconnected on exit, even when the block raises. They
+    are connected last, so a signal is recorded once the receivers connected before them
+    (your app's) have returned: one that raises stops the signal before it is recorded.
     """
     sent: list[SentSignal] = []
     uid = f"django_klarefi.testing.capture_signals.{next(_capture_ids)}"

@@ -10,7 +10,8 @@ HTML error page, never a traceback.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.contrib.auth.decorators import login_not_required
 from django.db import InterfaceError, OperationalError
@@ -28,9 +29,17 @@ from django_klarefi.signature import (
     verify_webhook,
 )
 
-__all__ = ["OUTCOME_STATUS", "answer_delivery", "handle_delivery", "webhook"]
+__all__ = [
+    "OUTCOME_STATUS",
+    "answer_delivery",
+    "handle_delivery",
+    "outside_atomic_requests",
+    "webhook",
+]
 
 logger = logging.getLogger("django_klarefi")
+
+_View = TypeVar("_View", bound=Callable[..., Any])
 
 # Status code per processing outcome. 409 and 503 mean "retry later": Klarefi retries them.
 # receive_event never returns MISSING (a row deleted meanwhile is stored again).
@@ -47,12 +56,20 @@ RETRY_AFTER_SECONDS = "60"
 
 class _EveryDatabase(frozenset[str]):
     # Django's ATOMIC_REQUESTS skips a view for the aliases in its _non_atomic_requests.
-    # The view must never run inside a request transaction, whichever database the
-    # Event table is routed to: processing commits the event and its failure record itself.
     def __contains__(self, alias: object) -> bool:
         return True
 
 
+def outside_atomic_requests(view: _View) -> _View:
+    """Mark the view function ``view`` as never run inside ``ATOMIC_REQUESTS``, whichever
+    database the Event table is routed to. For every view that runs handlers (the receiver,
+    the admin's pages, the API): processing commits the event and its failure record
+    itself, and inside a request transaction a failure at COMMIT would be the page's."""
+    view._non_atomic_requests = _EveryDatabase()  # type: ignore[attr-defined]
+    return view
+
+
+@outside_atomic_requests
 @csrf_exempt
 @login_not_required
 def webhook(request: HttpRequest) -> HttpResponse:
@@ -64,9 +81,6 @@ def webhook(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _reject(_client(request), 405, "method_not_allowed", "Only POST is accepted.")
     return handle_delivery(request)
-
-
-webhook._non_atomic_requests = _EveryDatabase()  # type: ignore[attr-defined]
 
 
 def handle_delivery(request: HttpRequest) -> HttpResponse:

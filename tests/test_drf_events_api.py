@@ -218,6 +218,41 @@ def test_reprocess_needs_the_api_permission_too(client, handlers):
     assert client.post(detail(event, "reprocess")).status_code == 403
 
 
+def test_options_on_reprocess_needs_the_permission_too(staff_client):
+    # OPTIONS has no action: the route decides, so its metadata is not shown either.
+    event = make_event(1, status=Event.Status.FAILED)
+    assert staff_client.options(detail(event, "reprocess")).status_code == 403
+
+
+def test_list_filters_do_not_apply_to_one_event(staff_client):
+    event = make_event(1, status=Event.Status.PENDING)
+    response = staff_client.get(detail(event) + "?status=failed&received_after=bad")
+    assert response.status_code == 200
+    assert response.json()["event_id"] == event.event_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reprocess_records_a_commit_failure_under_atomic_requests(client, handlers, settings):
+    # Were the API inside a request transaction, a receiver's deferred foreign key would
+    # fail at the request's COMMIT: a 500 page, and the attempt rolled back with it.
+    from tests.testapp.models import HandlerRecordNote
+
+    client.force_login(user("operator", staff=True, perms=("reprocess_event",)))
+    event = make_event(1, status=Event.Status.FAILED, attempts=1)
+    handlers.on_call = lambda received: HandlerRecordNote.objects.create(record_id=10**9)
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = True
+    try:
+        assert connection.settings_dict["ATOMIC_REQUESTS"] is True
+        response = client.post(detail(event, "reprocess"))
+    finally:
+        settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "failed"
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("failed", 2)
+    assert "IntegrityError" in event.error
+
+
 @pytest.fixture
 def reprocess_client(client):
     client.force_login(user("operator", staff=True, perms=("reprocess_event",)))

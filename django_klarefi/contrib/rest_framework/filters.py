@@ -66,6 +66,8 @@ class EventFilterBackend(BaseFilterBackend):
     def filter_queryset(
         self, request: Request, queryset: QuerySet[Any], view: APIView
     ) -> QuerySet[Any]:
+        if getattr(view, "action", "list") != "list":
+            return queryset  # the detail and reprocess routes address one event by its pk
         filters = self.filter_serializer_class(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         lookups = {

@@ -54,11 +54,7 @@ class KlarefiWebhookAPIView(APIView):
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
-        view = super().as_view(**initkwargs)
-        # Never inside an ATOMIC_REQUESTS transaction, whatever the database: as for the
-        # plain view, processing commits the event and its failure record itself.
-        view._non_atomic_requests = views.webhook._non_atomic_requests  # type: ignore[attr-defined]
-        return view
+        return views.outside_atomic_requests(super().as_view(**initkwargs))
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         return views.handle_delivery(request._request)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
 from django.utils.module_loading import import_string
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -24,6 +23,7 @@ from django_klarefi.contrib.rest_framework.serializers import (
 )
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event
+from django_klarefi.views import outside_atomic_requests
 
 __all__ = ["EventViewSet", "SettingPermissionClasses"]
 
@@ -65,12 +65,16 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet[Event]):
         Outcome.IN_FLIGHT: status.HTTP_409_CONFLICT,
     }
 
-    def get_queryset(self) -> QuerySet[Event]:
-        return Event.objects.all()
+    @classmethod
+    def as_view(cls, actions: Any = None, **initkwargs: Any) -> Any:
+        # The reprocess action runs handlers: never inside ATOMIC_REQUESTS (see the view).
+        return outside_atomic_requests(super().as_view(actions, **initkwargs))
 
     def get_permissions(self) -> list[BasePermission]:
         classes = list(self.permission_classes)
-        if self.action == "reprocess":
+        # By the route, not self.action, which is None for OPTIONS (its metadata would
+        # describe the action to a user who may not run it).
+        if self.action == "reprocess" or self.request.path.rstrip("/").endswith("/reprocess"):
             classes += self.reprocess_permission_classes
         return [permission() for permission in classes]
 
