@@ -21,10 +21,10 @@ No status is ever persisted while handlers run: an attempt holds the row (a new 
 INSERT, or a lock) inside its transaction, so a crashed process leaves the row as it was
 before the attempt, where a redelivery, ``klarefi_reprocess`` or the admin picks it up.
 
-Status, attempts, deliveries and error are written here and in ``attempts`` (the failure
-record), nowhere else; the locks that keep concurrent deliveries from waiting are in
-``locks``. This module knows nothing of HTTP, nor of the Tasks framework: task mode passes
-``enqueue``.
+Status, attempts, deliveries and error are written here, in ``attempts`` (the failure
+record) and in ``storing`` (a delivery's INSERT, or its count), nowhere else; the lock that
+keeps concurrent attempts from waiting is in ``locks``. This module knows nothing of HTTP,
+nor of the Tasks framework: task mode passes ``enqueue``.
 """
 
 from __future__ import annotations
@@ -40,16 +40,11 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from django_klarefi.attempts import AlreadyStored, EventMissing, run_attempt, send_event_signals
-from django_klarefi.locks import (
-    EventLocked,
-    Found,
-    count_processed_redelivery,
-    insert_or_count,
-    lock_event,
-)
+from django_klarefi.locks import EventLocked, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import InvalidEvent, event_fields
+from django_klarefi.storing import Found, count_processed_redelivery, insert_or_count
 
 __all__ = [
     "EnqueueFailed",
@@ -87,7 +82,7 @@ def receive_event(
     """Store one verified delivery and process it now, or queue it with ``enqueue``.
 
     A new event costs one transaction: the INSERT (on PostgreSQL in one statement with a
-    claim on the event id, see :func:`django_klarefi.locks.insert_or_count`), the
+    claim on the event id, see :func:`django_klarefi.storing.insert_or_count`), the
     handlers, the COMMIT; queued, the INSERT alone. A redelivery of a processed event is
     counted by one UPDATE (on PostgreSQL, that same statement), and never waits on
     handlers running elsewhere. Raises :class:`InvalidEvent` for a payload that
@@ -161,8 +156,8 @@ def events_in_pk_order(events: QuerySet[Event], *, chunk_size: int = CHUNK_SIZE)
 
 
 def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None) -> Result:
-    """INSERT a new event, then run or queue its handlers. ``AlreadyStored`` if it exists;
-    on PostgreSQL a redelivery of a processed event is counted by the same statement."""
+    """INSERT a new event, then run or queue its handlers. A redelivery of a processed
+    event is counted there and then; ``AlreadyStored`` for any other stored event."""
     event.deliveries, event.received_at, event.last_received_at = 1, now, now
     if enqueue is None:
         return run_attempt(
@@ -179,33 +174,30 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
     in_transaction = connections[using].in_atomic_block
     try:
         with transaction.atomic(using=using) if in_transaction else nullcontext():
-            _insert(event, using, claim=False)
-            transaction.on_commit(lambda: _enqueue(enqueue, event), using=using)
+            counted = _insert(event, using, claim=False)
+            if counted is None:
+                transaction.on_commit(lambda: _enqueue(enqueue, event), using=using)
     except EnqueueFailed:
         # Committed as pending; the redelivery (or klarefi_reprocess --pending) queues it.
         return Result(Outcome.NOT_QUEUED, event.event_id, event)
-    return Result(Outcome.QUEUED, event.event_id, event)
+    return counted or Result(Outcome.QUEUED, event.event_id, event)
 
 
 def _insert(event: Event, using: str, *, claim: bool = True) -> Result | None:
     """INSERT a new event's row: None once inserted, a result when the delivery ends here.
 
-    With ``claim``, on PostgreSQL, one statement also claims the id and counts a processed
-    event's redelivery (:func:`~django_klarefi.locks.insert_or_count`); raises
-    ``EventLocked`` when another delivery holds the claim. ``AlreadyStored`` when a row
-    exists.
+    :func:`~django_klarefi.storing.insert_or_count` counts a processed event's redelivery
+    in the same transaction (on PostgreSQL, with ``claim``, in the same statement). Raises
+    ``EventLocked`` when another delivery holds the claim, ``AlreadyStored`` when a row
+    exists that was not counted.
     """
+    # On SQLite the INSERT is the transaction's first statement: that takes the write lock
+    # at once, waiting out its busy timeout if need be, instead of failing with "database
+    # is locked" on a later write (as a deferred transaction that reads first does).
     try:
-        if not claim or connections[using].vendor != "postgresql":
-            # On SQLite the INSERT is the transaction's first statement: that takes the
-            # write lock at once, waiting out its busy timeout if need be, instead of
-            # failing with "database is locked" on a later write (as a deferred
-            # transaction that reads first does).
-            event.save(force_insert=True, using=using)
-            return None
-        found = insert_or_count(using, event)
+        found = insert_or_count(using, event, claim=claim)
     except IntegrityError as exc:
-        # A row committed after the statement's snapshot: its delivery is not counted yet.
+        # A row committed after the statement looked: its delivery is not counted yet.
         raise AlreadyStored(exc) from None
     if found is Found.INSERTED:
         return None

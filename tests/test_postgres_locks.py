@@ -8,7 +8,6 @@ ends, which these tests only do after the answer came.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +15,9 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, connections
 
-from django_klarefi.locks import ADVISORY_LOCK_CLASS
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event
+from django_klarefi.storing import ADVISORY_LOCK_CLASS
 from django_klarefi.testing import post_event
 from tests.testapp.models import EventNote
 
@@ -133,28 +132,6 @@ def test_a_receiver_saving_its_event_during_a_reprocess_does_not_block_a_redeliv
     assert response.status_code == 409
     assert response.json()["status"] == "in_flight"
     assert [result.outcome for result in results] == [Outcome.PROCESSED]
-
-
-def test_an_integrity_error_that_is_not_a_duplicate_is_a_logged_500(client, handlers, caplog):
-    # A constraint of the project's own, not the event id's uniqueness: no retry loop
-    # that ends in 409 forever, but the error, logged with its traceback.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "ALTER TABLE django_klarefi_event ADD CONSTRAINT no_forbidden_case "
-            "CHECK (case_id <> 'forbidden')"
-        )
-    try:
-        with caplog.at_level(logging.ERROR, logger="django_klarefi"):
-            response = post_event(client, case_completed(case_id="forbidden"))
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE django_klarefi_event DROP CONSTRAINT no_forbidden_case")
-    assert response.status_code == 500
-    assert response.json() == {"error": "internal_error"}
-    [record] = [r for r in caplog.records if r.name == "django_klarefi"]
-    assert "no_forbidden_case" in record.exc_text
-    assert not Event.objects.exists()
-    assert handlers.calls == []
 
 
 def test_a_row_committed_after_the_delivery_looked_is_counted_on(client, handlers):

@@ -416,3 +416,41 @@ def test_a_new_event_sends_the_models_save_signals_once(client, handlers):
     assert new == [("pre_save", None, False), ("post_save", True, True)]
     assert ("post_save", True, True) not in sent
     assert Event.objects.get().deliveries == 2
+
+
+@contextlib.contextmanager
+def forbidden_case_constraint():
+    """A constraint of the project's own on the events table: no case_id 'forbidden'."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "ALTER TABLE django_klarefi_event ADD CONSTRAINT no_forbidden_case "
+                "CHECK (case_id <> 'forbidden')"
+            )
+            undo = "ALTER TABLE django_klarefi_event DROP CONSTRAINT no_forbidden_case"
+        else:
+            cursor.execute(
+                "CREATE TRIGGER no_forbidden_case BEFORE INSERT ON django_klarefi_event "
+                "WHEN NEW.case_id = 'forbidden' BEGIN SELECT RAISE(ABORT, 'no_forbidden_case'); END"
+            )
+            undo = "DROP TRIGGER no_forbidden_case"
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(undo)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_constraints_violation_is_not_taken_for_a_stored_event(client, handlers, caplog):
+    # The INSERT skips only a stored event id (ON CONFLICT on that index, on SQLite; the
+    # claim's look, on PostgreSQL): any other constraint still fails, and is a logged 500,
+    # not a 409 that Klarefi would retry forever, nor a silent 200.
+    with forbidden_case_constraint(), caplog.at_level(logging.ERROR, logger="django_klarefi"):
+        response = post_event(client, case_completed(case_id="forbidden"))
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error"}
+    [record] = [r for r in caplog.records if r.name == "django_klarefi"]
+    assert "no_forbidden_case" in record.exc_text
+    assert not Event.objects.exists()
+    assert handlers.calls == []
