@@ -3,7 +3,8 @@ log line, as the receiver answers a delivery, never Django's 500 page.
 
 The database is taken away for real, without touching the shared server: the test's
 connection is pointed at a port where nothing listens (PostgreSQL) or at a file that
-cannot be opened (SQLite), then given back.
+cannot be opened (SQLite), or, on PostgreSQL, through a TCP proxy that is cut while a
+handler runs (``tests.raceapp.proxy``); then given back.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from rest_framework.test import APIRequestFactory, force_authenticate
 
 from django_klarefi.contrib.rest_framework import EventViewSet
 from django_klarefi.models import Event
+from tests.raceapp.proxy import CuttableProxy
 from tests.servers import free_port
+from tests.testapp.models import HandlerRecord
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.urls_drf")]
 
@@ -80,9 +83,13 @@ def assert_unavailable(response, caplog) -> None:
     assert response["Content-Type"] == "application/json"
     assert json.loads(response.content) == UNAVAILABLE
     assert response["Retry-After"] == "60"
-    [record] = [record for record in caplog.records if record.name == "django_klarefi"]
+    [record] = [
+        record
+        for record in caplog.records
+        if record.name == "django_klarefi" and record.getMessage().startswith("Klarefi events API")
+    ]
     assert record.levelno == logging.ERROR
-    assert "the database is unavailable" in record.getMessage()
+    assert record.getMessage().endswith("not answered: the database is unavailable.")
     assert record.exc_info
     assert issubclass(record.exc_info[0], OperationalError)
 
@@ -110,7 +117,8 @@ def test_database_unreachable_answers_json_503_with_retry_after(
     database.restore()
     assert_unavailable(response, caplog)
     assert handlers.calls == []
-    assert caplog.records[0].getMessage().startswith(f"Klarefi events API: {method.upper()} ")
+    [record] = [record for record in caplog.records if record.name == "django_klarefi"]
+    assert record.getMessage().startswith(f"Klarefi events API: {method.upper()} /api/klarefi/")
 
 
 def test_database_going_away_before_the_attempt_answers_503_and_changes_nothing(
@@ -133,3 +141,31 @@ def test_database_going_away_before_the_attempt_answers_503_and_changes_nothing(
     assert handlers.calls == []
     event.refresh_from_db()
     assert (event.status, event.attempts, event.error) == ("failed", 1, "Traceback: old")
+
+
+@pytest.mark.postgres
+def test_database_going_away_while_a_handler_runs_answers_503_and_leaves_nothing(
+    client, database, handlers, caplog
+):
+    event = failed_event()
+    client.force_login(operator())
+    url = reverse("django_klarefi_api:event-reprocess", args=[event.pk])
+    with CuttableProxy(int(connection.settings_dict["PORT"] or 5432)) as proxy:
+        connection.close()
+        connection.settings_dict["PORT"] = str(proxy.port)
+        # After the handler's own write, inside the attempt's transaction.
+        handlers.on_call = lambda received: proxy.cut()
+        with caplog.at_level(logging.DEBUG, logger="django_klarefi"):
+            response = client.post(url)
+        database.restore()
+    assert_unavailable(response, caplog)
+    assert handlers.names[0] == "typed"  # it ran, and wrote its HandlerRecord, before the cut
+    # Nothing half-written: the attempt and the handler's write were rolled back.
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.error) == ("failed", 1, "Traceback: old")
+    assert not HandlerRecord.objects.exists()
+    # The database is back: the same request reprocesses the event.
+    handlers.on_call = None
+    response = client.post(url)
+    assert response.json()["outcome"] == "processed"
+    assert HandlerRecord.objects.count() == 2
