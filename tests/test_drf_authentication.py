@@ -85,13 +85,19 @@ class BrokenStream(io.RawIOBase):
         raise OSError("connection reset")
 
 
-def test_unreadable_body_is_400():
+def test_unreadable_body_is_400_and_logged(caplog):
     body = encode_event(build_event("case.completed"))
     request = _drf_request(body, signed_headers(body))
     request._request._stream = BrokenStream()
-    with pytest.raises(ParseError) as failure:
+    with (
+        caplog.at_level(logging.DEBUG, logger="django_klarefi"),
+        pytest.raises(ParseError) as failure,
+    ):
         KlarefiSignatureAuthentication().authenticate(request)
     assert failure.value.get_codes() == "unreadable_body"
+    [record] = klarefi_records(caplog)
+    assert record.levelno == logging.WARNING
+    assert "unreadable_body" in record.getMessage()
 
 
 class RecordingInput(io.BytesIO):
