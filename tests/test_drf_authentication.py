@@ -16,7 +16,13 @@ from rest_framework.request import Request
 
 from django_klarefi.contrib.rest_framework import KlarefiSignatureAuthentication
 from django_klarefi.signature import SIGNATURE_HEADER
-from django_klarefi.testing import build_event, encode_event, post_event, signed_headers
+from django_klarefi.testing import (
+    build_event,
+    encode_event,
+    post_event,
+    signature_header,
+    signed_headers,
+)
 from tests.conftest import SECRET
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls_drf")]
@@ -218,82 +224,78 @@ def assert_no_secret_logged(caplog, header):
         assert header.rpartition("v1=")[2] not in text
 
 
-def post_signed(client, body, header, url="signed"):
-    return client.post(
-        reverse(url), data=body, content_type="application/json", headers={SIGNATURE_HEADER: header}
-    )
+def post_signed(client, caplog, body, header):
+    """POST ``body`` with ``header`` to the signed view: the answer, and the one record of
+    the ``django_klarefi`` logger, once no record is seen to carry the secret or header."""
+    with caplog_at_debug(caplog):
+        response = client.post(
+            reverse("signed"),
+            data=body,
+            content_type="application/json",
+            headers={SIGNATURE_HEADER: header},
+        )
+    [record] = klarefi_records(caplog)
+    assert_no_secret_logged(caplog, header)
+    return response, record
 
 
-def signature_of(body, **kwargs):
-    return signed_headers(body, **kwargs)[SIGNATURE_HEADER]
+def caplog_at_debug(caplog):
+    return caplog.at_level(logging.DEBUG, logger="django_klarefi")
+
+
+BODY = encode_event(build_event("case.completed"))
 
 
 @pytest.mark.parametrize(
-    ("signing", "code"),
+    ("header", "code"),
     [
-        ({"secret": "whsec_forged"}, "no_matching_signature"),
-        ({"timestamp": int(time.time()) - 3600}, "timestamp_outside_tolerance"),
-        ({"drop_timestamp": True}, "malformed_signature_header"),
+        (lambda: signature_header(BODY, secret="whsec_forged"), "no_matching_signature"),
+        (
+            lambda: signature_header(BODY, timestamp=int(time.time()) - 3600),
+            "timestamp_outside_tolerance",
+        ),
+        (lambda: signature_header(BODY).partition(",")[2], "malformed_signature_header"),  # no t=
     ],
 )
-def test_bad_signature_is_logged_as_a_warning_without_the_signature(client, caplog, signing, code):
-    body = encode_event(build_event("case.completed"))
-    header = signature_of(body, **{k: v for k, v in signing.items() if k != "drop_timestamp"})
-    if signing.get("drop_timestamp"):
-        header = header.partition(",")[2]  # "v1=..." only
-    with caplog.at_level(logging.DEBUG, logger="django_klarefi"):
-        response = post_signed(client, body, header)
+def test_bad_signature_is_logged_as_a_warning_without_the_signature(client, caplog, header, code):
+    response, record = post_signed(client, caplog, BODY, header())
     assert response.status_code == 401
-    [record] = klarefi_records(caplog)
     assert record.levelno == logging.WARNING
     message = record.getMessage()
     assert message.startswith(f"Rejected Klarefi-signed request to {reverse('signed')} from ")
     assert "127.0.0.1" in message
     assert code in message
-    assert_no_secret_logged(caplog, header)
 
 
 def test_signed_body_that_is_not_an_event_is_logged(client, caplog):
-    body = b"[1]"
-    header = signature_of(body)
-    with caplog.at_level(logging.DEBUG, logger="django_klarefi"):
-        assert post_signed(client, body, header).status_code == 400
-    [record] = klarefi_records(caplog)
+    response, record = post_signed(client, caplog, b"[1]", signature_header(b"[1]"))
+    assert response.status_code == 400
     assert record.levelno == logging.WARNING
     assert "invalid_payload" in record.getMessage()
-    assert_no_secret_logged(caplog, header)
 
 
-def test_body_over_the_limit_is_logged(client, settings, caplog):
+def test_body_over_the_limit_is_logged(client, caplog, settings):
     settings.KLAREFI_MAX_BODY_BYTES = 64
-    body = encode_event(build_event("case.completed"))
-    header = signature_of(body)
-    with caplog.at_level(logging.DEBUG, logger="django_klarefi"):
-        assert post_signed(client, body, header).status_code == 413
-    [record] = klarefi_records(caplog)
+    response, record = post_signed(client, caplog, BODY, signature_header(BODY))
+    assert response.status_code == 413
     assert record.levelno == logging.WARNING
     assert "body_too_large" in record.getMessage()
     assert "64 bytes" in record.getMessage()
-    assert_no_secret_logged(caplog, header)
 
 
-def test_no_secret_configured_is_logged_as_an_error_naming_the_setting(client, settings, caplog):
-    body = encode_event(build_event("case.completed"))
-    header = signature_of(body)
+def test_no_secret_configured_is_logged_as_an_error_naming_the_setting(client, caplog, settings):
+    header = signature_header(BODY)
     settings.KLAREFI_WEBHOOK_SECRET = ""
-    with caplog.at_level(logging.DEBUG, logger="django_klarefi"):
-        response = post_signed(client, body, header)
+    response, record = post_signed(client, caplog, BODY, header)
     assert response.status_code == 503
     assert response.json()["detail"] == (
         "Klarefi signatures cannot be verified: no secret is configured."
     )
-    [record] = klarefi_records(caplog)
     assert record.levelno == logging.ERROR
     assert "KLAREFI_WEBHOOK_SECRET" in record.getMessage()
-    assert_no_secret_logged(caplog, header)
 
 
 def test_a_valid_signature_logs_nothing(client, caplog):
-    with caplog.at_level(logging.DEBUG, logger="django_klarefi"):
+    with caplog_at_debug(caplog):
         assert post_event(client, "case.completed", url=reverse("signed")).status_code == 201
     assert klarefi_records(caplog) == []
