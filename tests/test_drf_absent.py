@@ -109,3 +109,27 @@ def test_core_imports_and_receives_without_drf(tmp_path):
         tmp_path=tmp_path,
     )
     assert outcome == {"status": 200, "events": 1, "signals": 2, "loaded": []}
+
+
+def test_permission_classes_check_neither_reports_nor_imports_drf_without_it(tmp_path):
+    # E013 validates KLAREFI_API_PERMISSION_CLASSES where DRF is installed; without DRF the
+    # events API cannot be routed, so a path into DRF is no error, and DRF stays unloaded.
+    outcome = run_python(
+        """
+        import json, sys, django
+        django.setup()
+        from django.conf import settings
+        from django.core import checks
+        settings.KLAREFI_API_PERMISSION_CLASSES = ["rest_framework.permissions.IsAdminUser"]
+        print(json.dumps({
+            "ids": sorted(m.id for m in checks.run_checks() if m.id.startswith("django_klarefi")),
+            "loaded": sorted(
+                name for name in sys.modules
+                if name.partition(".")[0] in ("rest_framework", "drf_spectacular")
+            ),
+        }))
+        """,
+        blocked=("rest_framework", "drf_spectacular"),
+        tmp_path=tmp_path,
+    )
+    assert outcome == {"ids": [], "loaded": []}

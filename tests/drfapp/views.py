@@ -85,3 +85,14 @@ class StaffOnlyEventViewSet(EventViewSet):
     """Permission overridden by subclassing."""
 
     permission_classes = [IsAdminUser]
+
+
+class SignedRawBodyView(SignedView):
+    """Answers from ``request.auth`` and ``request.body`` only: DRF's ``request.data`` is
+    empty for a body without ``Content-Length`` (a chunked one, under ASGI)."""
+
+    def post(self, request, *args, **kwargs):
+        return Response(
+            {"signed_event": request.auth.payload["event"], "body_bytes": len(request.body)},
+            status=201,
+        )

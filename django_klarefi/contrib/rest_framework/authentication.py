@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
-from django.http import RawPostDataException
+from django.http import HttpRequest, RawPostDataException
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import APIException, AuthenticationFailed, ParseError
@@ -22,9 +25,12 @@ from django_klarefi.signature import (
 
 __all__ = ["BodyTooLarge", "KlarefiSignatureAuthentication", "NotConfigured"]
 
+logger = logging.getLogger("django_klarefi")
+
 
 class BodyTooLarge(APIException):
-    """The body is over ``KLAREFI_MAX_BODY_BYTES``: 413, and it was not read."""
+    """The body is over ``KLAREFI_MAX_BODY_BYTES``: 413, and no more of it than that
+    limit was read."""
 
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
@@ -51,6 +57,10 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
     401 with a ``WWW-Authenticate`` header; a signed body that is not a JSON event is a 400
     (``invalid_payload``), as the receiver answers.
 
+    Every refused request is logged as the receiver logs it (logger ``django_klarefi``: a
+    warning with the client and the reason; an error naming ``KLAREFI_WEBHOOK_SECRET``
+    when it is not set), never with the secret or the signature.
+
     The body is read (and kept) before DRF parses it, so ``request.data`` works in the
     view. Put this class before any class that reads ``request.data``.
     """
@@ -68,22 +78,32 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
             return None
         secrets = conf.WEBHOOK_SECRETS
         if not secrets:
+            # Servers such as gunicorn never run the system checks (E001): say it here too.
+            logger.error(
+                "Klarefi-signed request to %s not accepted: KLAREFI_WEBHOOK_SECRET is not "
+                "set, so it cannot be verified. Set it to the whsec_... signing secret from "
+                "the Klarefi dashboard.",
+                request._request.path,
+            )
             raise NotConfigured()
-        body = self.read_body(request)
         try:
+            body = self.read_body(request)
             verified = verify_webhook(body, header, secrets, tolerance=conf.WEBHOOK_TOLERANCE)
         except InvalidPayload as exc:
             # Signed, but not a JSON event: 400, as the receiver answers.
-            raise ParseError(str(exc), code=exc.reason) from None
+            raise _logged(request, ParseError(str(exc), code=exc.reason)) from None
         except WebhookVerificationError as exc:
-            raise AuthenticationFailed(str(exc), code=exc.reason) from None
+            raise _logged(request, AuthenticationFailed(str(exc), code=exc.reason)) from None
+        except (BodyTooLarge, ParseError) as exc:
+            raise _logged(request, exc) from None
         return AnonymousUser(), verified
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.scheme} realm="{self.www_authenticate_realm}"'
 
     def read_body(self, request: Request) -> bytes:
-        """The raw body, never more than ``KLAREFI_MAX_BODY_BYTES`` of it.
+        """The raw body, never reading more than ``KLAREFI_MAX_BODY_BYTES`` (and one byte)
+        of it; :class:`BodyTooLarge` when it is over.
 
         Django keeps it on the request, so DRF's parsers can read it again afterwards.
         """
@@ -96,9 +116,12 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
         if declared > limit:
             raise BodyTooLarge(f"The body is over {limit} bytes.")
         try:
-            # Bounded: the WSGI stream is limited to CONTENT_LENGTH (checked above), and
-            # an ASGI body was spooled by the handler.
-            body = django_request.body
+            if declared or getattr(django_request, "_read_started", False):
+                # Bounded: a WSGI stream is limited to CONTENT_LENGTH (checked above), and
+                # so is an ASGI body. Or already read: kept by Django, or RawPostDataException.
+                body = django_request.body
+            else:
+                body = _read_undeclared_body(django_request, limit)
         except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE
             raise BodyTooLarge(f"The body is over {limit} bytes.") from None
         except OSError:  # the client went away mid-body (Django's UnreadablePostError)
@@ -112,3 +135,28 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
         if len(body) > limit:
             raise BodyTooLarge(f"The body is over {limit} bytes.")
         return body
+
+
+def _read_undeclared_body(request: HttpRequest, limit: int) -> bytes:
+    """A body without ``Content-Length`` (chunked, under ASGI): at most ``limit + 1`` bytes
+    of it, kept on the request as ``HttpRequest.body`` keeps it, so ``request.body`` works
+    afterwards. Django's own ``request.body`` would read it all before it could be refused.
+    """
+    body = request.read(limit + 1)
+    if len(body) <= limit:
+        request._body = body
+        request._stream = io.BytesIO(body)
+    return body
+
+
+def _logged(request: Request, exc: APIException) -> APIException:
+    """``exc``, after the warning the receiver logs for a rejected delivery."""
+    client = request._request.META.get("REMOTE_ADDR") or "unknown"
+    logger.warning(
+        "Rejected Klarefi-signed request to %s from %s: %s (%s)",
+        request._request.path,
+        client,
+        exc.get_codes(),
+        exc.detail,
+    )
+    return exc

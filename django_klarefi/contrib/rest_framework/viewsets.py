@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponseBase, JsonResponse
 from django.utils.module_loading import import_string
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -23,9 +26,11 @@ from django_klarefi.contrib.rest_framework.serializers import (
 )
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event
-from django_klarefi.views import outside_atomic_requests
+from django_klarefi.views import RETRY_AFTER_SECONDS, outside_atomic_requests
 
 __all__ = ["EventViewSet", "SettingPermissionClasses"]
+
+logger = logging.getLogger("django_klarefi")
 
 
 class SettingPermissionClasses:
@@ -47,6 +52,9 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet[Event]):
     ``IsAdminUser`` by default), :attr:`reprocess_permission_classes` (required on top of
     those to reprocess), ``pagination_class``, ``filter_backends``, ``serializer_class``.
     Authentication and throttling are your API's defaults.
+
+    When the database is unavailable (down, or locked past SQLite's busy timeout), every
+    action answers a JSON 503 with ``Retry-After``, as the receiver does, and logs it.
     """
 
     queryset = Event.objects.all()
@@ -77,6 +85,27 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet[Event]):
         if self.action == "reprocess" or self.request.path.rstrip("/").endswith("/reprocess"):
             classes += self.reprocess_permission_classes
         return [permission() for permission in classes]
+
+    # DRF passes any HttpResponse through; the stubs ask for its own Response.
+    def handle_exception(self, exc: Exception) -> HttpResponseBase:  # type: ignore[override]
+        if isinstance(exc, OperationalError | InterfaceError):
+            # JSON whatever the Accept header says: the browsable API's page would need
+            # the database too.
+            logger.exception(
+                "Klarefi events API: %s %s not answered: the database is unavailable.",
+                self.request.method,
+                self.request.path,
+            )
+            response = JsonResponse(
+                {
+                    "error": "database_unavailable",
+                    "detail": "The database is unavailable. Try again later.",
+                },
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+            response["Retry-After"] = RETRY_AFTER_SECONDS
+            return response
+        return super().handle_exception(exc)
 
     @action(detail=True, methods=["post"])
     def reprocess(self, request: Request, *args: Any, **kwargs: Any) -> Response:
