@@ -11,4 +11,4 @@ class KlarefiConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the modules registers their system checks.
-        from django_klarefi import checks, url_checks  # noqa: F401
+        from django_klarefi import api_checks, checks, url_checks  # noqa: F401

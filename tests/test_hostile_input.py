@@ -308,8 +308,8 @@ def test_wrong_secret_stale_and_replayed_timestamps_store_nothing(client):
     now = int(time.time())
     for header in (
         sign_webhook_payload(body, "whsec_forged"),
-        sign_webhook_payload(body, SECRET, now - 301),
-        sign_webhook_payload(body, SECRET, now + 301),
+        sign_webhook_payload(body, SECRET, now - 330),  # well outside the window, whatever
+        sign_webhook_payload(body, SECRET, now + 330),  # the clock does meanwhile
         sign_webhook_payload(body + b" ", SECRET),
     ):
         assert post_signed(client, body, header).status_code == 401
