@@ -1,0 +1,212 @@
+"""§2's commands over a large table, and §4, progress (``big-tables-postgres.json``).
+
+Stated criteria, where the issue gives none: prune time is linear when its cost per 1,000
+rows over the thick slice is at most :data:`SLACK` times the thin slice's; its peak memory
+is independent of the rows when the thick slice's is at most :data:`SLACK` times the thin
+one's plus :data:`MEMORY_FLOOR_MIB`; its longest transaction that wrote is no longer than
+the longest interval between two of its batches; reprocess memory is bounded when its
+peak over the whole run is at most :data:`SLACK` times the peak reached by a tenth of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.targets.rows import Row, checked, judged, reported, seconds, times
+from bench.targets.tables import SECTION, SOURCE
+from django_klarefi.progress import DEFAULT_INTERVAL
+
+PROGRESS_SECTION = "§4 Progress on long commands"
+SLACK = 1.5
+MEMORY_FLOOR_MIB = 0.25
+
+
+def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
+    data = results.get(SOURCE, {}).get("data") or {}
+    return [
+        *_prune_rows(data.get("prune")),
+        *_reprocess_rows(data.get("reprocess"), data.get("failed_rows_asked", 100_000)),
+    ]
+
+
+def _prune_rows(prune: dict[str, Any] | None) -> list[Row]:
+    slices = (prune or {}).get("slices")
+    during = (prune or {}).get("during_ingest")
+    thin, thick = slices if slices else (None, None)
+    at = f"{thin['deleted']:,} then {thick['deleted']:,} rows" if thin and thick else "two slices"
+    linear = memory = None
+    shown_linear = shown_memory = ""
+    if thin and thick:
+        linear = thick["ms_per_1000_rows"] / thin["ms_per_1000_rows"]
+        shown_linear = (
+            f"{thin['ms_per_1000_rows']:.0f} then {thick['ms_per_1000_rows']:.0f} ms per 1,000 "
+            f"rows ({times(linear)})"
+        )
+        memory = thick["peak_mib"] / (SLACK * thin["peak_mib"] + MEMORY_FLOOR_MIB)
+        shown_memory = f"{thin['peak_mib']:.2f} then {thick['peak_mib']:.2f} MiB"
+    watched = [
+        p for p in [*(slices or []), (during or {}).get("prune")] if p and "prune_error" not in p
+    ]
+    found = [
+        judged(
+            SECTION,
+            "prune: time linear in the rows deleted",
+            at,
+            linear,
+            limit=SLACK,
+            at_least=False,
+            shown=shown_linear,
+            target=f"per 1,000 rows, thick slice ≤ {SLACK}x thin",
+            source=SOURCE,
+        ),
+        judged(
+            SECTION,
+            "prune: peak memory independent of the rows deleted",
+            at,
+            memory,
+            limit=1.0,
+            at_least=False,
+            shown=shown_memory,
+            target=f"thick slice ≤ {SLACK}x thin + {MEMORY_FLOOR_MIB * 1024:.0f} KiB",
+            source=SOURCE,
+        ),
+        _transaction_row(watched),
+    ]
+    found += _during_rows(during)
+    return found
+
+
+def _transaction_row(watched: list[dict[str, Any]]) -> Row:
+    """The longest transaction that wrote (held row locks), against the longest batch."""
+    if not watched or any(p["sampler_error"] for p in watched):
+        return checked(
+            SECTION,
+            "prune: longest transaction holding locks",
+            "every prune",
+            None,
+            shown="",
+            target="no longer than one batch",
+            source=SOURCE,
+        )
+    held = max(p["longest_writing_transaction_seconds"] for p in watched)
+    batch = max(p["longest_batch_seconds"] or p["seconds"] for p in watched)
+    passed = all(
+        p["longest_writing_transaction_seconds"]
+        <= (p["longest_batch_seconds"] or p["seconds"]) + p["interval_seconds"]
+        for p in watched
+    )
+    shown = (
+        f"{seconds(held)}; longest batch {seconds(batch)} "
+        f"({sum(p['batches'] for p in watched):,} batches of {watched[0]['batch_size']:,}, "
+        f"{sum(p['transactions_seen'] for p in watched):,} transactions seen, sampled every "
+        f"{seconds(watched[0]['interval_seconds'])}; longest of any kind: "
+        f"{seconds(max(p['longest_transaction_seconds'] for p in watched))})"
+    )
+    return checked(
+        SECTION,
+        "prune: longest transaction holding locks",
+        "every prune",
+        passed,
+        shown=shown,
+        target="no longer than one batch",
+        source=SOURCE,
+    )
+
+
+def _during_rows(during: dict[str, Any] | None) -> list[Row]:
+    passed = shown = rate = None
+    if during:
+        pruned = during["prune"]
+        answers = during["before"]["answers"] + during["during"]["answers"]
+        bad = during["before"]["not_2xx"] + during["during"]["not_2xx"]
+        passed = bad == 0 and "prune_error" not in pruned
+        shown = (
+            f"{during['during']['answers']:,} answers during the prune, "
+            f"{answers - bad:,} of {answers:,} 2xx in all"
+            + (
+                f"; the prune failed: {pruned['prune_error']}"
+                if "prune_error" in pruned
+                else f"; it deleted {pruned['deleted']:,} rows in {seconds(pruned['seconds'])}"
+            )
+        )
+        rate = (
+            f"receiver {times(during['klarefi_rate_during_vs_before'])} its rate before "
+            f"({during['during']['klarefi_per_second']:.0f}/s vs "
+            f"{during['before']['klarefi_per_second']:.0f}/s), baseline "
+            f"{times(during['baseline_rate_during_vs_before'])}; receiver/baseline "
+            f"{during['during']['ratio']:.2f} during, {during['before']['ratio']:.2f} before"
+        )
+    return [
+        checked(
+            SECTION,
+            "ingest during a prune: every answer 2xx",
+            "a third slice",
+            passed,
+            shown=shown or "",
+            target="every answer 2xx",
+            source=SOURCE,
+        ),
+        reported(
+            SECTION, "ingest rate during the prune vs before", "a third slice", rate, source=SOURCE
+        ),
+    ]
+
+
+def _reprocess_rows(measured: dict[str, Any] | None, asked: int) -> list[Row]:
+    at = f"{(measured['failed_events'] if measured else asked):,} failed events"
+    bounded = shown = progress = None
+    progress_shown = ""
+    if measured:
+        early = measured["early_peak_mib"] or measured["peak_mib"]
+        bounded = measured["peak_mib"] / early
+        shown = (
+            f"{measured['peak_mib']:.2f} MiB peak; {early:.2f} MiB by "
+            f"{seconds(measured['early_peak_at_seconds'] or 0)} of {seconds(measured['seconds'])}"
+            f" ({measured['reprocessed']:,} reprocessed, {measured['events_per_second']:.0f} "
+            "events/s"
+            + (f"; it ended with: {measured['error']}" if measured["error"] else "")
+            + ")"
+        )
+        expected = int(measured["seconds"] // DEFAULT_INTERVAL)
+        last = measured["last_progress_line"]
+        progress = measured["progress_lines"] >= max(1, expected) and "(100%)" in last
+        progress_shown = (
+            f"{measured['progress_lines']} plain line(s) over {seconds(measured['seconds'])} "
+            f"(one every {DEFAULT_INTERVAL:g} s and one at the end); last: `{last}`"
+        )
+    return [
+        judged(
+            SECTION,
+            "klarefi_reprocess --failed: peak memory bounded",
+            at,
+            bounded,
+            limit=SLACK,
+            at_least=False,
+            shown=shown or "",
+            target=f"whole run ≤ {SLACK}x its first tenth",
+            source=SOURCE,
+        ),
+        checked(
+            PROGRESS_SECTION,
+            "klarefi_reprocess --failed: progress shown, not a terminal",
+            at,
+            progress,
+            shown=progress_shown,
+            target="rows done and rate, periodically and at the end",
+            source=SOURCE,
+        ),
+    ]
+
+
+def notes(results: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    criteria = (
+        f"Stated criteria: prune time is linear when its cost per 1,000 rows over the thick "
+        f"slice is at most {SLACK}x the thin slice's; its memory is independent of the rows "
+        f"when the thick slice's peak is at most {SLACK}x the thin one's plus "
+        f"{MEMORY_FLOOR_MIB * 1024:.0f} KiB; the longest transaction that wrote (sampled in "
+        "pg_stat_activity from another connection) is at most the longest interval between "
+        "two batches; reprocess memory is bounded when its peak over the whole run is at "
+        f"most {SLACK}x the peak reached by a tenth of it. Memory: tracemalloc's peak "
+        "(Python allocations)."
+    )
+    return {SECTION: [criteria]}

@@ -1,0 +1,112 @@
+"""§3, payload sizes: time and peak memory per request at 1 KiB, 64 KiB, 1 MiB
+(``payloads-*.json``).
+
+"Time grows linearly": the time each extra KiB costs from 64 KiB to 1 MiB is at most
+:data:`LINEAR_SLACK` times what it costs from 1 KiB to 64 KiB (a cost per byte that
+does not grow with the body). "Peak memory a small, stated multiple of the body": at most
+:data:`MEMORY_MULTIPLE` times the body at 64 KiB and 1 MiB (at 1 KiB the ~20 KiB any Django
+request allocates dominates, so no multiple of the body means anything there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.targets.rows import Row, judged, reported, times
+
+SECTION = "§3 Payload sizes (in process)"
+DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+SIZES = ("1 KiB", "64 KiB", "1 MiB")
+LINEAR_SLACK = 1.5
+MEMORY_MULTIPLE = 4.0
+
+
+def per_kib_growth(measured: dict[str, Any], view: str) -> float:
+    """Cost per extra KiB from 64 KiB to 1 MiB over that from 1 KiB to 64 KiB."""
+    small, middle, large = (measured[size] for size in SIZES)
+    below = (middle["seconds"][view] - small["seconds"][view]) / (
+        (middle["bytes"] - small["bytes"]) / 1024
+    )
+    above = (large["seconds"][view] - middle["seconds"][view]) / (
+        (large["bytes"] - middle["bytes"]) / 1024
+    )
+    return above / max(below, 1e-9)
+
+
+def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
+    found = []
+    for db, name in DATABASES.items():
+        source = f"payloads-{db}"
+        measured = results.get(source, {}).get("data")
+        growth = shown = None
+        if measured:
+            growth = per_kib_growth(measured, "klarefi")
+            shown = (
+                " / ".join(f"{1000 * measured[s]['seconds']['klarefi']:.2f}" for s in SIZES)
+                + f" ms at {' / '.join(SIZES)}: each KiB above 64 KiB costs {times(growth)} "
+                f"what one below does (baseline {times(per_kib_growth(measured, 'baseline'))})"
+            )
+        found.append(
+            judged(
+                SECTION,
+                "time per request grows linearly with the body",
+                name,
+                growth,
+                limit=LINEAR_SLACK,
+                at_least=False,
+                shown=shown or "",
+                target=f"cost per KiB above 64 KiB ≤ {LINEAR_SLACK}x that below",
+                source=source,
+            )
+        )
+        for size in SIZES[1:]:
+            multiple = None
+            if measured:
+                peak = measured[size]["peak_bytes"]
+                multiple = peak["klarefi"] / measured[size]["bytes"]
+                shown = (
+                    f"{multiple:.1f}x ({peak['klarefi'] / 1024:.0f} KiB; baseline "
+                    f"{peak['baseline'] / measured[size]['bytes']:.1f}x)"
+                )
+            found.append(
+                judged(
+                    SECTION,
+                    f"peak memory per request at {size}, as a multiple of the body",
+                    name,
+                    multiple,
+                    limit=MEMORY_MULTIPLE,
+                    at_least=False,
+                    shown=shown or "",
+                    target=f"≤ {MEMORY_MULTIPLE:g}x the body",
+                    source=source,
+                )
+            )
+        vs_baseline = None
+        if measured:
+            vs_baseline = (
+                " / ".join(
+                    times(measured[s]["seconds"]["klarefi"] / measured[s]["seconds"]["baseline"])
+                    for s in SIZES
+                )
+                + f" at {' / '.join(SIZES)}"
+            )
+        found.append(
+            reported(
+                SECTION, "time per request vs the baseline's", name, vs_baseline, source=source
+            )
+        )
+    return found
+
+
+def notes(results: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    return {
+        SECTION: [
+            "Through Django's WSGI handler, new distinct signed events padded to exactly each "
+            "size, the receiver and the baseline in turns: the median time per request. Peak "
+            "memory: tracemalloc's peak above the level before the request (Python "
+            "allocations; the drivers' C buffers are not traced), the median of 6 requests. "
+            f"Stated criteria: each KiB above 64 KiB costs at most {LINEAR_SLACK}x what one "
+            f"below does; peak at most {MEMORY_MULTIPLE:g}x the body at 64 KiB and 1 MiB (at "
+            "1 KiB the ~20 KiB any Django request allocates dominates)."
+        ]
+    }
