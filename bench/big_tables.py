@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not SAFE_PG_NAME.fullmatch(args.pg_name):
         parser.error("--pg-name must be a plain lower-case name containing 'bench'")
+    if min(args.sizes) < 5000:
+        parser.error("--sizes must be at least 5000 (page 50 of the admin's changelist)")
     if args.days < 80:
         parser.error("--days must be at least 80 (the prune slices are 10, 30 and 30 days)")
     return args

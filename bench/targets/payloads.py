@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.payloads import MEMORY_REQUESTS
 from bench.targets.rows import Row, judged, reported, times
 
 SECTION = "§3 Payload sizes (in process)"
@@ -104,7 +105,8 @@ def notes(results: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
             "Through Django's WSGI handler, new distinct signed events padded to exactly each "
             "size, the receiver and the baseline in turns: the median time per request. Peak "
             "memory: tracemalloc's peak above the level before the request (Python "
-            "allocations; the drivers' C buffers are not traced), the median of 6 requests. "
+            "allocations; the drivers' C buffers are not traced), the median of "
+            f"{MEMORY_REQUESTS} requests. "
             f"Stated criteria: each KiB above 64 KiB costs at most {LINEAR_SLACK}x what one "
             f"below does; peak at most {MEMORY_MULTIPLE:g}x the body at 64 KiB and 1 MiB (at "
             "1 KiB the ~20 KiB any Django request allocates dominates)."
