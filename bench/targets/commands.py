@@ -5,38 +5,47 @@ rows over the thick slice is at most :data:`SLACK` times the thin slice's; its p
 is independent of the rows when the thick slice's is at most :data:`SLACK` times the thin
 one's plus :data:`MEMORY_FLOOR_MIB`; its longest transaction that wrote is no longer than
 the longest interval between two of its batches; reprocess memory is bounded when its
-peak over the whole run is at most :data:`SLACK` times the peak reached by a tenth of it.
+peak over the whole run is at most :data:`SLACK` times the peak reached early on (by a
+tenth of the run, after at least a few chunks of its keyset walk).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.targets.rows import Row, checked, judged, reported, seconds, times
+from bench.tables.reprocess import EARLY_CHUNKS
+from bench.targets.rows import Row, Section, seconds, times
 from bench.targets.tables import SECTION, SOURCE
 from django_klarefi.progress import DEFAULT_INTERVAL
 
-PROGRESS_SECTION = "§4 Progress on long commands"
+ROWS = Section(SECTION, SOURCE)
+PROGRESS = Section("§4 Progress on long commands", SOURCE)
 SLACK = 1.5
 MEMORY_FLOOR_MIB = 0.25
+HELD = "prune: longest transaction holding locks"
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     data = results.get(SOURCE, {}).get("data") or {}
+    prune = data.get("prune") or {}
+    slices, during = prune.get("slices"), prune.get("during_ingest")
+    watched = [p for p in [*(slices or []), (during or {}).get("prune")] if p]
     return [
-        *_prune_rows(data.get("prune")),
+        *_slice_rows(slices),
+        _transaction_row([p for p in watched if "prune_error" not in p]),
+        *_during_rows(during),
         *_reprocess_rows(data.get("reprocess"), data.get("failed_rows_asked", 100_000)),
     ]
 
 
-def _prune_rows(prune: dict[str, Any] | None) -> list[Row]:
-    slices = (prune or {}).get("slices")
-    during = (prune or {}).get("during_ingest")
-    thin, thick = slices if slices else (None, None)
-    at = f"{thin['deleted']:,} then {thick['deleted']:,} rows" if thin and thick else "two slices"
+def _slice_rows(slices: list[dict[str, Any]] | None) -> list[Row]:
+    """The thin and the thick slice: time per row, and peak memory."""
     linear = memory = None
     shown_linear = shown_memory = ""
-    if thin and thick:
+    at = "two slices"
+    if slices:
+        thin, thick = slices
+        at = f"{thin['deleted']:,} then {thick['deleted']:,} rows"
         linear = thick["ms_per_1000_rows"] / thin["ms_per_1000_rows"]
         shown_linear = (
             f"{thin['ms_per_1000_rows']:.0f} then {thick['ms_per_1000_rows']:.0f} ms per 1,000 "
@@ -44,50 +53,21 @@ def _prune_rows(prune: dict[str, Any] | None) -> list[Row]:
         )
         memory = thick["peak_mib"] / (SLACK * thin["peak_mib"] + MEMORY_FLOOR_MIB)
         shown_memory = f"{thin['peak_mib']:.2f} then {thick['peak_mib']:.2f} MiB"
-    watched = [
-        p for p in [*(slices or []), (during or {}).get("prune")] if p and "prune_error" not in p
+    what_linear = "prune: time linear in the rows deleted"
+    what_memory = "prune: peak memory independent of the rows deleted"
+    target_linear = f"per 1,000 rows, thick slice ≤ {SLACK}x thin"
+    target_memory = f"thick slice ≤ {SLACK}x thin + {MEMORY_FLOOR_MIB * 1024:.0f} KiB"
+    return [
+        ROWS.at_most(what_linear, at, linear, SLACK, target_linear, shown_linear),
+        ROWS.at_most(what_memory, at, memory, 1.0, target_memory, shown_memory),
     ]
-    found = [
-        judged(
-            SECTION,
-            "prune: time linear in the rows deleted",
-            at,
-            linear,
-            limit=SLACK,
-            at_least=False,
-            shown=shown_linear,
-            target=f"per 1,000 rows, thick slice ≤ {SLACK}x thin",
-            source=SOURCE,
-        ),
-        judged(
-            SECTION,
-            "prune: peak memory independent of the rows deleted",
-            at,
-            memory,
-            limit=1.0,
-            at_least=False,
-            shown=shown_memory,
-            target=f"thick slice ≤ {SLACK}x thin + {MEMORY_FLOOR_MIB * 1024:.0f} KiB",
-            source=SOURCE,
-        ),
-        _transaction_row(watched),
-    ]
-    found += _during_rows(during)
-    return found
 
 
 def _transaction_row(watched: list[dict[str, Any]]) -> Row:
     """The longest transaction that wrote (held row locks), against the longest batch."""
+    target = "no longer than one batch"
     if not watched or any(p["sampler_error"] for p in watched):
-        return checked(
-            SECTION,
-            "prune: longest transaction holding locks",
-            "every prune",
-            None,
-            shown="",
-            target="no longer than one batch",
-            source=SOURCE,
-        )
+        return ROWS.check(HELD, "every prune", None, target)
     held = max(p["longest_writing_transaction_seconds"] for p in watched)
     batch = max(p["longest_batch_seconds"] or p["seconds"] for p in watched)
     passed = all(
@@ -102,19 +82,12 @@ def _transaction_row(watched: list[dict[str, Any]]) -> Row:
         f"{seconds(watched[0]['interval_seconds'])}; longest of any kind: "
         f"{seconds(max(p['longest_transaction_seconds'] for p in watched))})"
     )
-    return checked(
-        SECTION,
-        "prune: longest transaction holding locks",
-        "every prune",
-        passed,
-        shown=shown,
-        target="no longer than one batch",
-        source=SOURCE,
-    )
+    return ROWS.check(HELD, "every prune", passed, target, shown)
 
 
 def _during_rows(during: dict[str, Any] | None) -> list[Row]:
-    passed = shown = rate = None
+    passed = rate = None
+    shown = ""
     if during:
         pruned = during["prune"]
         answers = during["before"]["answers"] + during["during"]["answers"]
@@ -136,26 +109,19 @@ def _during_rows(during: dict[str, Any] | None) -> list[Row]:
             f"{times(during['baseline_rate_during_vs_before'])}; receiver/baseline "
             f"{during['during']['ratio']:.2f} during, {during['before']['ratio']:.2f} before"
         )
+    at = "a third slice"
     return [
-        checked(
-            SECTION,
-            "ingest during a prune: every answer 2xx",
-            "a third slice",
-            passed,
-            shown=shown or "",
-            target="every answer 2xx",
-            source=SOURCE,
+        ROWS.check(
+            "ingest during a prune: every answer 2xx", at, passed, "every answer 2xx", shown
         ),
-        reported(
-            SECTION, "ingest rate during the prune vs before", "a third slice", rate, source=SOURCE
-        ),
+        ROWS.reported("ingest rate during the prune vs before", at, rate),
     ]
 
 
 def _reprocess_rows(measured: dict[str, Any] | None, asked: int) -> list[Row]:
     at = f"{(measured['failed_events'] if measured else asked):,} failed events"
-    bounded = shown = progress = None
-    progress_shown = ""
+    bounded = progress = None
+    shown = progress_shown = ""
     if measured:
         early = measured["early_peak_mib"] or measured["peak_mib"]
         bounded = measured["peak_mib"] / early
@@ -174,27 +140,13 @@ def _reprocess_rows(measured: dict[str, Any] | None, asked: int) -> list[Row]:
             f"{measured['progress_lines']} plain line(s) over {seconds(measured['seconds'])} "
             f"(one every {DEFAULT_INTERVAL:g} s and one at the end); last: `{last}`"
         )
+    what_memory = "klarefi_reprocess --failed: peak memory bounded"
+    what_progress = "klarefi_reprocess --failed: progress shown, not a terminal"
+    target_memory = f"whole run ≤ {SLACK}x its early peak"
+    target_progress = "rows done and rate, periodically and at the end"
     return [
-        judged(
-            SECTION,
-            "klarefi_reprocess --failed: peak memory bounded",
-            at,
-            bounded,
-            limit=SLACK,
-            at_least=False,
-            shown=shown or "",
-            target=f"whole run ≤ {SLACK}x its first tenth",
-            source=SOURCE,
-        ),
-        checked(
-            PROGRESS_SECTION,
-            "klarefi_reprocess --failed: progress shown, not a terminal",
-            at,
-            progress,
-            shown=progress_shown,
-            target="rows done and rate, periodically and at the end",
-            source=SOURCE,
-        ),
+        ROWS.at_most(what_memory, at, bounded, SLACK, target_memory, shown),
+        PROGRESS.check(what_progress, at, progress, target_progress, progress_shown),
     ]
 
 
@@ -206,7 +158,8 @@ def notes(results: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
         f"{MEMORY_FLOOR_MIB * 1024:.0f} KiB; the longest transaction that wrote (sampled in "
         "pg_stat_activity from another connection) is at most the longest interval between "
         "two batches; reprocess memory is bounded when its peak over the whole run is at "
-        f"most {SLACK}x the peak reached by a tenth of it. Memory: tracemalloc's peak "
-        "(Python allocations)."
+        f"most {SLACK}x the peak reached early on (by a tenth of the run, and after at least "
+        f"{EARLY_CHUNKS} chunks of its keyset walk). Memory: tracemalloc's peak (Python "
+        "allocations)."
     )
     return {SECTION: [criteria]}

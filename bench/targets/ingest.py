@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.targets.rows import Row, checked, judged, reported, times
+from bench.targets.rows import Row, Section, times
 
 SECTION = "§1 Ingest at parity (gunicorn + wrk)"
 DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -13,90 +13,49 @@ PATHS = {"new": "new event (sync)", "task": "new event (task mode)", "redelivery
 #: duplicate path), and CPU per request at most this.
 TARGET_RPS = {"new": 0.95, "task": 0.95, "redelivery": 1.0}
 TARGET_CPU = {"new": 1.15, "task": 1.15}
+CHECKS = "every answer 2xx; every accepted event stored exactly once; every redelivery counted"
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     found = []
     for db, name in DATABASES.items():
-        source = f"http-{db}"
-        data = results.get(source, {}).get("data")
+        section = Section(SECTION, f"http-{db}")
+        data = results.get(section.source, {}).get("data")
         paths = data["paths"] if data else {}
         for path, title in PATHS.items():
-            measured = paths.get(path)
-            found.append(_rps_row(title, name, measured, TARGET_RPS[path], source))
-            found.append(_cpu_row(title, name, measured, TARGET_CPU.get(path), source))
+            found += _path_rows(section, title, name, paths.get(path), path)
         problems = data["problems"] if data else None
-        found.append(
-            checked(
-                SECTION,
-                "every answer 2xx; every accepted event stored exactly once; every "
-                "redelivery counted",
-                name,
-                None if problems is None else not problems,
-                shown="all checks passed" if not problems else "; ".join(problems or []),
-                target="no failed check",
-                source=source,
-            )
-        )
+        passed = None if problems is None else not problems
+        shown = "; ".join(problems or []) or "all checks passed"
+        found.append(section.check(CHECKS, name, passed, "no failed check", shown))
     return found
 
 
-def _rps_row(title: str, db: str, measured: dict[str, Any] | None, limit: float,
-             source: str) -> Row:  # fmt: skip
-    what = f"{title}: requests/s vs the baseline's"
-    if measured is None:
-        return judged(
-            SECTION,
-            what,
-            db,
-            None,
-            limit=limit,
-            at_least=True,
-            shown="",
-            target=f"≥ {limit}x",
-            source=source,
-        )
-    rounds = ", ".join(f"{ratio:.2f}" for ratio in measured["rounds"])
-    shown = (
-        f"{times(measured['rps_ratio'])} (rounds {rounds}; baseline "
-        f"{measured['rps']['baseline']:.0f}/s, klarefi {measured['rps']['klarefi']:.0f}/s)"
-    )
-    return judged(
-        SECTION,
-        what,
-        db,
-        measured["rps_ratio"],
-        limit=limit,
-        at_least=True,
-        shown=shown,
-        target=f"≥ {limit}x",
-        source=source,
-    )
-
-
-def _cpu_row(title: str, db: str, measured: dict[str, Any] | None, limit: float | None,
-             source: str) -> Row:  # fmt: skip
-    """CPU per request: a target on the new-event paths, reported on the redelivery."""
-    what = f"{title}: server CPU per request vs the baseline's"
-    shown = None
+def _path_rows(section: Section, title: str, db: str, measured: dict[str, Any] | None,
+               path: str) -> list[Row]:  # fmt: skip
+    """Requests/s against its target; CPU per request against its target, or reported."""
+    rps = cpu = None
+    shown_rps = shown_cpu = ""
     if measured is not None:
-        shown = (
-            f"{times(measured['cpu_ratio'])} (baseline {measured['cpu_ms']['baseline']:.2f} ms,"
-            f" klarefi {measured['cpu_ms']['klarefi']:.2f} ms of CPU per request)"
+        rps, cpu = measured["rps_ratio"], measured["cpu_ratio"]
+        rounds = ", ".join(f"{ratio:.2f}" for ratio in measured["rounds"])
+        shown_rps = (
+            f"{times(rps)} (rounds {rounds}; baseline {measured['rps']['baseline']:.0f}/s, "
+            f"klarefi {measured['rps']['klarefi']:.0f}/s)"
         )
-    if limit is None:
-        return reported(SECTION, what, db, shown, source=source)
-    return judged(
-        SECTION,
-        what,
-        db,
-        None if measured is None else measured["cpu_ratio"],
-        limit=limit,
-        at_least=False,
-        shown=shown or "",
-        target=f"≤ {limit}x",
-        source=source,
-    )
+        shown_cpu = (
+            f"{times(cpu)} (baseline {measured['cpu_ms']['baseline']:.2f} ms, klarefi "
+            f"{measured['cpu_ms']['klarefi']:.2f} ms of CPU per request)"
+        )
+    rps_limit, cpu_limit = TARGET_RPS[path], TARGET_CPU.get(path)
+    what_rps = f"{title}: requests/s vs the baseline's"
+    what_cpu = f"{title}: server CPU per request vs the baseline's"
+    return [
+        section.at_least(what_rps, db, rps, rps_limit, f"≥ {rps_limit}x", shown_rps),
+        section.reported(what_cpu, db, shown_cpu if measured else None)
+        if cpu_limit is None
+        else section.at_most(what_cpu, db, cpu, cpu_limit, f"≤ {cpu_limit}x", shown_cpu),
+    ]
 
 
 def notes(results: dict[str, dict[str, Any]]) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.payloads import MEMORY_REQUESTS
-from bench.targets.rows import Row, judged, reported, times
+from bench.targets.rows import Row, Section, times
 
 SECTION = "§3 Payload sizes (in process)"
 DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -37,66 +37,46 @@ def per_kib_growth(measured: dict[str, Any], view: str) -> float:
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     found = []
     for db, name in DATABASES.items():
-        source = f"payloads-{db}"
-        measured = results.get(source, {}).get("data")
-        growth = shown = None
-        if measured:
-            growth = per_kib_growth(measured, "klarefi")
-            shown = (
-                " / ".join(f"{1000 * measured[s]['seconds']['klarefi']:.2f}" for s in SIZES)
-                + f" ms at {' / '.join(SIZES)}: each KiB above 64 KiB costs {times(growth)} "
-                f"what one below does (baseline {times(per_kib_growth(measured, 'baseline'))})"
-            )
-        found.append(
-            judged(
-                SECTION,
-                "time per request grows linearly with the body",
-                name,
-                growth,
-                limit=LINEAR_SLACK,
-                at_least=False,
-                shown=shown or "",
-                target=f"cost per KiB above 64 KiB ≤ {LINEAR_SLACK}x that below",
-                source=source,
-            )
-        )
+        section = Section(SECTION, f"payloads-{db}")
+        measured = results.get(section.source, {}).get("data")
+        found.append(_linear_row(section, name, measured))
         for size in SIZES[1:]:
-            multiple = None
-            if measured:
-                peak = measured[size]["peak_bytes"]
-                multiple = peak["klarefi"] / measured[size]["bytes"]
-                shown = (
-                    f"{multiple:.1f}x ({peak['klarefi'] / 1024:.0f} KiB; baseline "
-                    f"{peak['baseline'] / measured[size]['bytes']:.1f}x)"
-                )
-            found.append(
-                judged(
-                    SECTION,
-                    f"peak memory per request at {size}, as a multiple of the body",
-                    name,
-                    multiple,
-                    limit=MEMORY_MULTIPLE,
-                    at_least=False,
-                    shown=shown or "",
-                    target=f"≤ {MEMORY_MULTIPLE:g}x the body",
-                    source=source,
-                )
-            )
+            found.append(_memory_row(section, name, measured, size))
         vs_baseline = None
         if measured:
-            vs_baseline = (
-                " / ".join(
-                    times(measured[s]["seconds"]["klarefi"] / measured[s]["seconds"]["baseline"])
-                    for s in SIZES
-                )
-                + f" at {' / '.join(SIZES)}"
-            )
-        found.append(
-            reported(
-                SECTION, "time per request vs the baseline's", name, vs_baseline, source=source
-            )
-        )
+            ratios = (measured[s]["seconds"]["klarefi"] / measured[s]["seconds"]["baseline"]
+                      for s in SIZES)  # fmt: skip
+            vs_baseline = " / ".join(map(times, ratios)) + f" at {' / '.join(SIZES)}"
+        found.append(section.reported("time per request vs the baseline's", name, vs_baseline))
     return found
+
+
+def _linear_row(section: Section, db: str, measured: dict[str, Any] | None) -> Row:
+    growth, shown = None, ""
+    if measured:
+        growth = per_kib_growth(measured, "klarefi")
+        shown = (
+            " / ".join(f"{1000 * measured[s]['seconds']['klarefi']:.2f}" for s in SIZES)
+            + f" ms at {' / '.join(SIZES)}: each KiB above 64 KiB costs {times(growth)} "
+            f"what one below does (baseline {times(per_kib_growth(measured, 'baseline'))})"
+        )
+    target = f"cost per KiB above 64 KiB ≤ {LINEAR_SLACK}x that below"
+    what = "time per request grows linearly with the body"
+    return section.at_most(what, db, growth, LINEAR_SLACK, target, shown)
+
+
+def _memory_row(section: Section, db: str, measured: dict[str, Any] | None, size: str) -> Row:
+    multiple, shown = None, ""
+    if measured:
+        peak, body = measured[size]["peak_bytes"], measured[size]["bytes"]
+        multiple = peak["klarefi"] / body
+        shown = (
+            f"{multiple:.1f}x ({peak['klarefi'] / 1024:.0f} KiB; baseline "
+            f"{peak['baseline'] / body:.1f}x)"
+        )
+    target = f"≤ {MEMORY_MULTIPLE:g}x the body"
+    what = f"peak memory per request at {size}, as a multiple of the body"
+    return section.at_most(what, db, multiple, MEMORY_MULTIPLE, target, shown)
 
 
 def notes(results: dict[str, dict[str, Any]]) -> dict[str, list[str]]:

@@ -10,6 +10,8 @@ NOT_MEASURED = "not measured"
 #: A measurement shown beside the targets, with no target of its own.
 REPORTED = "reported"
 VERDICTS = (MET, MISSED, NOT_MEASURED, REPORTED)
+#: The target column of a row that has none.
+NO_TARGET = "(none)"
 
 
 @dataclass(frozen=True)
@@ -27,39 +29,43 @@ class Row:
     def __post_init__(self) -> None:
         assert self.verdict in VERDICTS, self.verdict
 
-
-def judged(
-    section: str,
-    what: str,
-    at: str,
-    value: float | None,
-    *,
-    limit: float,
-    at_least: bool,
-    shown: str,
-    target: str,
-    source: str,
-) -> Row:
-    """A row whose verdict compares ``value`` with ``limit``; not measured when None."""
-    if value is None:
-        return Row(section, what, at, "", target, NOT_MEASURED, source)
-    met = value >= limit if at_least else value <= limit
-    return Row(section, what, at, shown, target, MET if met else MISSED, source)
+    @property
+    def has_target(self) -> bool:
+        return self.target != NO_TARGET
 
 
-def checked(section: str, what: str, at: str, passed: bool | None, *, shown: str, target: str,
-            source: str) -> Row:  # fmt: skip
-    """A row for a yes/no target (a check that passed or not); not measured when None."""
-    if passed is None:
-        return Row(section, what, at, "", target, NOT_MEASURED, source)
-    return Row(section, what, at, shown, target, MET if passed else MISSED, source)
+@dataclass(frozen=True)
+class Section:
+    """Builds the rows of one section of the report that come from one result file.
 
+    Each method takes the value as measured, or None when it was not: the row is then
+    *not measured*, never left out.
+    """
 
-def reported(section: str, what: str, at: str, shown: str | None, *, source: str) -> Row:
-    """A measurement without a target of its own."""
-    if shown is None:
-        return Row(section, what, at, "", "(none)", NOT_MEASURED, source)
-    return Row(section, what, at, shown, "(none)", REPORTED, source)
+    title: str
+    source: str
+
+    def at_most(self, what: str, at: str, value: float | None, limit: float, target: str,
+                shown: str = "") -> Row:  # fmt: skip
+        """A target met when ``value`` is at most ``limit``."""
+        return self.check(what, at, None if value is None else value <= limit, target, shown)
+
+    def at_least(self, what: str, at: str, value: float | None, limit: float, target: str,
+                 shown: str = "") -> Row:  # fmt: skip
+        """A target met when ``value`` is at least ``limit``."""
+        return self.check(what, at, None if value is None else value >= limit, target, shown)
+
+    def check(self, what: str, at: str, passed: bool | None, target: str,
+              shown: str = "") -> Row:  # fmt: skip
+        """A target met when ``passed``."""
+        if passed is None:
+            return Row(self.title, what, at, "", target, NOT_MEASURED, self.source)
+        return Row(self.title, what, at, shown, target, MET if passed else MISSED, self.source)
+
+    def reported(self, what: str, at: str, shown: str | None) -> Row:
+        """A measurement without a target of its own."""
+        verdict = NOT_MEASURED if shown is None else REPORTED
+        return Row(self.title, what, at, shown or "", NO_TARGET, verdict, self.source)
 
 
 def times(value: float) -> str:

@@ -10,15 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from bench.tables.lists import ADMIN_VIEWS, API_VIEWS
-from bench.targets.rows import Row, checked, judged, seconds, times
+from bench.targets.rows import Row, Section, seconds, times
 
 SECTION = "§2 A large table (PostgreSQL)"
 SOURCE = "big-tables-postgres"
+ROWS = Section(SECTION, SOURCE)
 DEFAULT_SIZES = (1_000_000, 3_000_000)
 INGEST_TARGET = 0.9
 ADMIN_TARGET = 0.1
 API_TARGET = 0.05
 GROWTH_TARGET = 1.5
+
+Sized = tuple[int, dict[str, Any] | None]  # a size asked for, and what was measured there
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
@@ -27,119 +30,75 @@ def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     asked = data.get("sizes_asked") or list(DEFAULT_SIZES)
     by_size = [(size, sizes.get(str(size))) for size in asked]
     smallest, largest = by_size[0], by_size[-1]
-    return [
-        *_ingest_rows(data, by_size),
-        *_list_rows("admin changelist", ADMIN_VIEWS, "admin", ADMIN_TARGET, smallest, largest),
-        _no_count_row("admin changelist", "admin", by_size),
-        *_list_rows("DRF events list", API_VIEWS, "api", API_TARGET, smallest, largest),
-        _no_count_row("DRF events list", "api", by_size),
-    ]
+    api_sizes = [smallest, largest] if len(by_size) > 1 else [smallest]
+    found = [_ingest_row(data.get("empty", {}).get("ingest"), *sized) for sized in by_size]
+    for view in ADMIN_VIEWS:
+        found.append(_time_row("admin changelist", "admin", view, ADMIN_TARGET, smallest))
+        found.append(_growth_row("admin changelist", "admin", view, smallest, largest))
+    found.append(_no_count_row("admin changelist", "admin", by_size))
+    for view in API_VIEWS:
+        found += [_time_row("DRF events list", "api", view, API_TARGET, s) for s in api_sizes]
+    found.append(_no_count_row("DRF events list", "api", by_size))
+    return found
 
 
 def _at(size: int, measured: dict[str, Any] | None) -> str:
     return f"{(measured['rows'] if measured else size):,} rows"
 
 
-def _ingest_rows(data: dict[str, Any], by_size: list[tuple[int, Any]]) -> list[Row]:
-    empty = data.get("empty", {}).get("ingest")
-    found = []
-    for size, measured in by_size:
-        shown = ""
-        if measured:
-            here = measured["ingest"]
-            shown = (
-                f"{times(measured['ingest_vs_empty'])} (receiver/baseline {here['ratio']:.2f} "
-                f"here, {empty['ratio']:.2f} on the empty table; receiver "
-                f"{here['klarefi_per_second']:.0f}/s here, {empty['klarefi_per_second']:.0f}/s)"
-            )
-        found.append(
-            judged(
-                SECTION,
-                "ingest rate vs the empty table's",
-                _at(size, measured),
-                measured["ingest_vs_empty"] if measured else None,
-                limit=INGEST_TARGET,
-                at_least=True,
-                shown=shown,
-                target=f"≥ {INGEST_TARGET}x",
-                source=SOURCE,
-            )
+def _ingest_row(empty: dict[str, Any] | None, size: int, measured: dict[str, Any] | None) -> Row:
+    value, shown = None, ""
+    if measured and empty:
+        value, here = measured["ingest_vs_empty"], measured["ingest"]
+        shown = (
+            f"{times(value)} (receiver/baseline {here['ratio']:.2f} here, "
+            f"{empty['ratio']:.2f} on the empty table; receiver "
+            f"{here['klarefi_per_second']:.0f}/s here, {empty['klarefi_per_second']:.0f}/s)"
         )
-    return found
+    what, target = "ingest rate vs the empty table's", f"≥ {INGEST_TARGET}x"
+    return ROWS.at_least(what, _at(size, measured), value, INGEST_TARGET, target, shown)
 
 
-def _list_rows(title: str, views: tuple[str, ...], key: str, limit: float,
-               smallest: tuple[int, Any], largest: tuple[int, Any]) -> list[Row]:  # fmt: skip
-    """Each view's time at the smallest size (and at the largest for the API), and, for
-    the admin, its growth from the smallest size to the largest."""
-    found = []
-    sized = [smallest, largest] if key == "api" and largest is not smallest else [smallest]
-    for view in views:
-        for size, measured in sized:
-            timed = measured[key][view] if measured else None
-            shown = ""
-            if timed:
-                shown = (
-                    f"{seconds(timed['seconds'])} ({timed['queries']} queries; slowest "
-                    f"{seconds(timed['slowest_seconds'])}: `{timed['slowest_sql'][:70]}…`)"
-                )
-            found.append(
-                judged(
-                    SECTION,
-                    f"{title}: {view}, server time",
-                    _at(size, measured),
-                    timed["seconds"] if timed else None,
-                    limit=limit,
-                    at_least=False,
-                    shown=shown,
-                    target=f"< {limit:g} s",
-                    source=SOURCE,
-                )
-            )
-        if key != "admin":
-            continue
-        first, last = smallest[1], largest[1]
-        growth = None
-        if first and last and largest is not smallest:
-            growth = last[key][view]["seconds"] / first[key][view]["seconds"]
-        shown = ""
-        if growth is not None:
-            shown = (
-                f"{times(growth)} ({seconds(last[key][view]['seconds'])} vs "
-                f"{seconds(first[key][view]['seconds'])})"
-            )
-        found.append(
-            judged(
-                SECTION,
-                f"{title}: {view}, time at the largest size vs the smallest",
-                f"{_at(*largest)} vs {_at(*smallest)}",
-                growth,
-                limit=GROWTH_TARGET,
-                at_least=False,
-                shown=shown,
-                target=f"≤ {GROWTH_TARGET}x",
-                source=SOURCE,
-            )
+def _time_row(title: str, key: str, view: str, limit: float, sized: Sized) -> Row:
+    """One view's server time at one size."""
+    size, measured = sized
+    timed = measured[key][view] if measured else None
+    value, shown = None, ""
+    if timed:
+        value = timed["seconds"]
+        shown = (
+            f"{seconds(value)} ({timed['queries']} queries; slowest "
+            f"{seconds(timed['slowest_seconds'])}: `{timed['slowest_sql'][:70]}…`)"
         )
-    return found
+    what = f"{title}: {view}, server time"
+    return ROWS.at_most(what, _at(size, measured), value, limit, f"< {limit:g} s", shown)
 
 
-def _no_count_row(title: str, key: str, by_size: list[tuple[int, Any]]) -> Row:
-    measured = [(size, m) for size, m in by_size if m]
+def _growth_row(title: str, key: str, view: str, smallest: Sized, largest: Sized) -> Row:
+    """One view's time at the largest size over its time at the smallest."""
+    first, last = smallest[1], largest[1]
+    growth, shown = None, ""
+    if first and last and largest is not smallest:
+        late, early = last[key][view]["seconds"], first[key][view]["seconds"]
+        growth = late / early
+        shown = f"{times(growth)} ({seconds(late)} vs {seconds(early)})"
+    what = f"{title}: {view}, time at the largest size vs the smallest"
+    at = f"{_at(*largest)} vs {_at(*smallest)}"
+    return ROWS.at_most(what, at, growth, GROWTH_TARGET, f"≤ {GROWTH_TARGET}x", shown)
+
+
+def _no_count_row(title: str, key: str, by_size: list[Sized]) -> Row:
+    measured = [m for _, m in by_size if m]
     counting = [
         f"{view} at {m['rows']:,} rows"
-        for _, m in measured
+        for m in measured
         for view, timed in m[key].items()
         if timed["count_over_table"]
     ]
-    return checked(
-        SECTION,
-        f"{title}: no COUNT(*) over the whole table",
-        "every size and view",
-        (not counting) if measured else None,
-        shown="none" if not counting else "counted: " + ", ".join(counting),
-        target="none",
-        source=SOURCE,
+    shown = "counted: " + ", ".join(counting) if counting else "none"
+    what = f"{title}: no COUNT(*) over the whole table"
+    return ROWS.check(
+        what, "every size and view", not counting if measured else None, "none", shown
     )
 
 
