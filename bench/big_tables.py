@@ -88,9 +88,10 @@ def setup(args: argparse.Namespace) -> Any:
     return WSGIHandler()
 
 
-def measure_size(args: argparse.Namespace, size: int, handler: Any, requests: Requests,
-                 empty_ratio: float) -> dict[str, Any]:  # fmt: skip
-    """Load the table up to ``size`` rows, then ingest and the list views on it."""
+def measure_size(args: argparse.Namespace, size: int, copied: int, handler: Any,
+                 requests: Requests, empty_ratio: float) -> dict[str, Any]:  # fmt: skip
+    """Load the table up to ``size`` rows (numbering the new ones from ``copied``, the rows
+    loaded so far), then ingest and the list views on it."""
     from django.test import Client
 
     from bench.tables import lists
@@ -98,8 +99,8 @@ def measure_size(args: argparse.Namespace, size: int, handler: Any, requests: Re
     from bench.tables.load import load
     from django_klarefi.models import Event
 
-    present = Event.objects.count()
-    seconds = load(present, max(0, size - present), args.days, seed=size)
+    count = max(0, size - Event.objects.count())
+    seconds = load(copied, count, args.days, seed=size)
     rows = Event.objects.count()
     print(f"loaded {rows} rows ({seconds:.0f} s)", file=sys.stderr, flush=True)
     ingest = measure_ingest(handler, requests, args.ingest_events)
@@ -108,6 +109,7 @@ def measure_size(args: argparse.Namespace, size: int, handler: Any, requests: Re
     api_urls = lists.api_urls(client)
     return {
         "rows": rows,
+        "copied": copied + count,
         "load_seconds": seconds,
         "ingest": ingest,
         "ingest_vs_empty": ingest["ratio"] / empty_ratio,
@@ -129,10 +131,12 @@ def measure(args: argparse.Namespace, data: dict[str, Any], save: Any) -> None:
     measure_ingest(handler, requests, 40)  # warm-up: imports, caches, connections
     data["empty"] = {"ingest": measure_ingest(handler, requests, args.ingest_events)}
     save()
+    copied = 0
     for size in sorted(args.sizes):
-        data["sizes"][str(size)] = measure_size(
-            args, size, handler, requests, data["empty"]["ingest"]["ratio"]
+        measured = measure_size(
+            args, size, copied, handler, requests, data["empty"]["ingest"]["ratio"]
         )
+        data["sizes"][str(size)], copied = measured, measured["copied"]
         save()
     print("pruning ...", file=sys.stderr, flush=True)
     data["prune"] = {"slices": prune_slices(args.days, args.batch_size)}

@@ -39,7 +39,7 @@ class TransactionSampler(threading.Thread):
         import psycopg
         from django.conf import settings
 
-        database = settings.DATABASES["default"]
+        database: dict[str, Any] = settings.DATABASES["default"]
         try:
             with psycopg.connect(
                 host=database["HOST"],

@@ -31,7 +31,7 @@ def per_kib_growth(measured: dict[str, Any], view: str) -> float:
     above = (large["seconds"][view] - middle["seconds"][view]) / (
         (large["bytes"] - middle["bytes"]) / 1024
     )
-    return above / max(below, 1e-9)
+    return float(above / max(below, 1e-9))
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
