@@ -29,10 +29,15 @@ Status = Event.Status
 
 
 class AlreadyStored(Exception):
-    """A new event's INSERT found the event id stored."""
+    """A new event's INSERT found the event id stored.
 
-    def __init__(self, error: IntegrityError | None = None) -> None:
+    ``counting_tried``: the statement that found it also tried to count a processed
+    event's redelivery (PostgreSQL), so that need not be tried again.
+    """
+
+    def __init__(self, error: IntegrityError | None = None, *, counting_tried: bool = False):
         self.error = error
+        self.counting_tried = counting_tried
 
 
 class EventMissing(Exception):
@@ -54,7 +59,7 @@ def run_attempt(
     using: str,
     *,
     begin: Callable[[], Event | Result],
-    write: Callable[[Event], None],
+    write: Callable[[Event], Result | None],
     insert: bool,
     delivered: bool,
 ) -> Result:
@@ -64,9 +69,11 @@ def run_attempt(
     ends the attempt before any handler runs. The success state is set on the event,
     the signals are sent, and ``write`` writes the row: a new one (``insert``) before
     the signals, so that it exists for the receivers and, on SQLite, its INSERT takes the
-    write lock first; a stored one after them, so that the row carries only a lock while
-    receivers run (a concurrent redelivery's INSERT of the same id fails at once on a
-    locked row, but would wait on an updated one). Then COMMIT. Whatever raises after
+    write lock first (a result from that ``write`` ends the attempt, committed, before
+    any handler runs: a redelivery its statement counted); a stored one after them, so
+    that the row carries only a lock while receivers run (a concurrent redelivery's
+    INSERT of the same id fails at once on a locked row, but would wait on an updated
+    one). Then COMMIT. Whatever raises after
     the attempt began (a receiver, a query, or the COMMIT itself, as a deferred
     constraint does) rolls all of it back, and the failure is recorded in a transaction
     of its own. An exception from an ``on_commit`` callback, after a successful COMMIT,
@@ -95,13 +102,14 @@ def run_attempt(
                 begun.processed_at = timezone.now()
                 begun.attempts += 1
                 if insert:
-                    write(begun)
-                event = begun
-                send_event_signals(event)
-                _raise_if_doomed(using)
-                if not insert:
-                    write(event)
-                result = Result(Outcome.PROCESSED, event.event_id, event)
+                    result = write(begun)
+                if result is None:
+                    event = begun
+                    send_event_signals(event)
+                    _raise_if_doomed(using)
+                    if not insert:
+                        write(event)
+                    result = Result(Outcome.PROCESSED, event.event_id, event)
     except (AlreadyStored, EventLocked, EventMissing):
         raise
     except Exception as exc:

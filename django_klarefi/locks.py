@@ -1,7 +1,7 @@
 """Locks that let concurrent deliveries and attempts of one event answer at once, never wait.
 
-* :func:`claim`: on PostgreSQL, before a new event's INSERT, an advisory lock on its id and a
-  look for a stored row, in one statement.
+* :func:`insert_or_count`: on PostgreSQL, a delivery's one statement: an advisory lock on
+  its id (the claim), and the new event's INSERT or the count of a processed one's redelivery.
 * :func:`lock_event`: a stored event's row, locked for an attempt (``NOWAIT``).
 * :func:`count_processed_redelivery`: the one UPDATE that counts a redelivery of a processed
   event, skipping a locked row.
@@ -15,16 +15,18 @@ import enum
 from datetime import datetime
 
 from django.db import DatabaseError, connections
-from django.db.models import F
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F, signals
+from django.db.models.sql import InsertQuery
 
 from django_klarefi.models import Event
 
 __all__ = [
     "ADVISORY_LOCK_CLASS",
-    "Claim",
     "EventLocked",
-    "claim",
+    "Found",
     "count_processed_redelivery",
+    "insert_or_count",
     "lock_event",
 ]
 
@@ -39,39 +41,98 @@ class EventLocked(Exception):
     """Another transaction holds the event (its claim, or its row's lock)."""
 
 
-class Claim(enum.Enum):
-    CLAIMED = "claimed"
+class Found(enum.Enum):
+    """What :func:`insert_or_count` found for a delivery's event id."""
+
+    #: The claim is taken and no row was stored: the event's row is inserted.
+    INSERTED = "inserted"
+    #: A processed row is stored: this delivery is counted on it.
+    COUNTED = "counted"
+    #: A row is stored that is not processed, or is locked by an attempt: lock it and see.
     STORED = "stored"
+    #: No row is visible, and another transaction holds the claim on the id.
     BUSY = "busy"
 
 
-def claim(using: str, event_id: str) -> Claim:
-    """Before a new event's INSERT, on PostgreSQL: claim the event id for this transaction.
+def insert_or_count(using: str, event: Event) -> Found:
+    """On PostgreSQL, a delivery's first statement: one round trip for the common cases.
 
     An INSERT of an id whose row is uncommitted (a first delivery running its handlers)
     or being updated or deleted (a receiver saving its event, a prune batch) would wait on
-    the unique index for as long as that transaction runs. One statement instead takes an
-    advisory lock on the id, held until this transaction ends, and looks for a committed
-    row, which a plain read never waits for: ``BUSY`` when another delivery of the id
-    holds the claim, ``STORED`` when the row exists (a redelivery: no INSERT is tried),
-    else ``CLAIMED``. Elsewhere always ``CLAIMED`` (SQLite writes one at a time).
+    the unique index for as long as that transaction runs. So one statement:
+
+    * takes an advisory lock on the event id (the claim), held until this transaction
+      ends, and looks for a committed row, which a plain read never waits for;
+    * counts the delivery on a stored processed row (the UPDATE of
+      :func:`count_processed_redelivery`, skipping a locked row): ``COUNTED``;
+    * inserts ``event``'s row when the claim is taken and no row is stored: ``INSERTED``,
+      and ``event`` has its primary key. ``pre_save`` and ``post_save`` are sent for it,
+      as ``save()`` would.
+
+    Otherwise ``STORED`` (a row that is not processed, or is locked) or ``BUSY`` (another
+    delivery holds the claim). A row committed by another transaction after this
+    statement's snapshot is still found by the unique index: that raises
+    ``IntegrityError``, as a plain INSERT would. The INSERT is compiled by Django's own
+    ``InsertQuery``, so the columns and the values' adaptation are the ORM's.
     """
     connection = connections[using]
-    if connection.vendor != "postgresql":
-        return Claim.CLAIMED
-    table = connection.ops.quote_name(Event._meta.db_table)
-    column = connection.ops.quote_name("event_id")
-    # Only quoted identifiers are formatted into the SQL; every value is a parameter.
-    sql = (
-        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)), "  # noqa: S608
-        f"EXISTS (SELECT 1 FROM {table} WHERE {column} = %s)"
+    options = Event._meta
+    fields = [field for field in options.local_concrete_fields if not field.primary_key]
+    signals.pre_save.send(sender=Event, instance=event, raw=False, using=using, update_fields=None)
+    query = InsertQuery(Event)
+    query.insert_values(fields, [event])
+    [(insert_sql, insert_params)] = query.get_compiler(using=using).as_sql()
+    columns, _, values = insert_sql.partition(" VALUES ")
+    if not (values.startswith("(") and values.endswith(")")):  # pragma: no cover
+        raise DatabaseError(f"Unexpected INSERT from Django's compiler: {insert_sql}")
+    table, pk, event_id, status, deliveries, received = _columns(
+        connection, "id", "event_id", "status", "deliveries", "last_received_at"
     )
+    # Only quoted identifiers and Django's own INSERT are formatted into the SQL; every
+    # value is a parameter. Each part runs on the statement's one snapshot; the UPDATE and
+    # the INSERT never meet one row (the INSERT needs no row stored, the UPDATE one).
+    sql = (
+        "WITH claim AS (SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS claimed, "  # noqa: S608
+        f"EXISTS (SELECT 1 FROM {table} WHERE {event_id} = %s) AS stored), "
+        f"counted AS (UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s "
+        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id} = %s AND {status} = %s "
+        f"FOR NO KEY UPDATE SKIP LOCKED) RETURNING {pk}), "
+        f"inserted AS ({columns} SELECT {values[1:-1]} FROM claim "
+        f"WHERE claimed AND NOT stored RETURNING {pk}) "
+        "SELECT claimed, stored, (SELECT * FROM counted), (SELECT * FROM inserted) FROM claim"
+    )
+    params = [
+        ADVISORY_LOCK_CLASS,
+        event.event_id,
+        event.event_id,
+        options.get_field("last_received_at").get_db_prep_value(event.last_received_at, connection),
+        event.event_id,
+        Status.PROCESSED.value,
+        *insert_params,
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [ADVISORY_LOCK_CLASS, event_id, event_id])
-        claimed, stored = cursor.fetchone()
+        cursor.execute(sql, params)
+        claimed, stored, counted, inserted = cursor.fetchone()
+    if counted is not None:
+        return Found.COUNTED
     if stored:
-        return Claim.STORED
-    return Claim.CLAIMED if claimed else Claim.BUSY
+        return Found.STORED
+    if not claimed:
+        return Found.BUSY
+    event.pk = inserted
+    event._state.adding, event._state.db = False, using
+    signals.post_save.send(
+        sender=Event, instance=event, created=True, update_fields=None, raw=False, using=using
+    )
+    return Found.INSERTED
+
+
+def _columns(connection: BaseDatabaseWrapper, *names: str) -> list[str]:
+    """The quoted table name, then the quoted columns of the Event fields ``names``."""
+    options = Event._meta
+    quote = connection.ops.quote_name
+    columns = [quote(str(options.get_field(name).column)) for name in names]  # type: ignore[union-attr]
+    return [quote(options.db_table), *columns]
 
 
 def lock_event(using: str, event_id: str) -> Event | None:
@@ -125,10 +186,8 @@ def count_processed_redelivery(event_id: str, using: str, now: datetime) -> bool
     # One statement in autocommit: Django's ORM allows FOR UPDATE only inside a
     # transaction, which would cost a BEGIN and a COMMIT on every redelivery.
     options = Event._meta
-    table = connection.ops.quote_name(options.db_table)
-    pk, event_id_column, status, deliveries, received = (
-        connection.ops.quote_name(str(options.get_field(name).column))  # type: ignore[union-attr]
-        for name in ("id", "event_id", "status", "deliveries", "last_received_at")
+    table, pk, event_id_column, status, deliveries, received = _columns(
+        connection, "id", "event_id", "status", "deliveries", "last_received_at"
     )
     # Only quoted identifiers are formatted into the SQL; every value is a parameter.
     sql = (

@@ -40,7 +40,13 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from django_klarefi.attempts import AlreadyStored, EventMissing, run_attempt, send_event_signals
-from django_klarefi.locks import Claim, EventLocked, claim, count_processed_redelivery, lock_event
+from django_klarefi.locks import (
+    EventLocked,
+    Found,
+    count_processed_redelivery,
+    insert_or_count,
+    lock_event,
+)
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import InvalidEvent, event_fields
@@ -80,10 +86,11 @@ def receive_event(
 ) -> Result:
     """Store one verified delivery and process it now, or queue it with ``enqueue``.
 
-    A new event costs one transaction: the INSERT (on PostgreSQL after a claim on the
-    event id, see :func:`django_klarefi.locks.claim`), the handlers, the COMMIT; queued,
-    the INSERT alone. A redelivery of a processed event ends in one UPDATE, and never
-    waits on handlers running elsewhere. Raises :class:`InvalidEvent` for a payload that
+    A new event costs one transaction: the INSERT (on PostgreSQL in one statement with a
+    claim on the event id, see :func:`django_klarefi.locks.insert_or_count`), the
+    handlers, the COMMIT; queued, the INSERT alone. A redelivery of a processed event is
+    counted by one UPDATE (on PostgreSQL, that same statement), and never waits on
+    handlers running elsewhere. Raises :class:`InvalidEvent` for a payload that
     cannot be stored, and ``DatabaseError`` when the database cannot be reached: nothing is
     written.
     """
@@ -96,17 +103,17 @@ def receive_event(
         try:
             return _store_new(Event(**fields), using, now, enqueue)
         except AlreadyStored as stored:
-            duplicate = stored.error
+            duplicate, counting_tried = stored.error, stored.counting_tried
         except EventLocked:
-            # PostgreSQL: another delivery of this event holds its claim, the first one
-            # running its handlers, or a redelivery about to count itself.
-            if count_processed_redelivery(event_id, using, now):
-                return Result(Outcome.ALREADY_PROCESSED, event_id)
+            # PostgreSQL: another delivery of this event holds its claim (the first one
+            # running its handlers), and no processed row could be counted.
             return _in_flight(event_id)
         # Outside the except block, so that no traceback recorded from here on carries
         # the duplicate key as its context.
         try:
-            return _receive_again(event_id, using=using, now=now, enqueue=enqueue)
+            if not counting_tried and count_processed_redelivery(event_id, using, now):
+                return Result(Outcome.ALREADY_PROCESSED, event_id)
+            return _attempt(using, event_id, delivered_at=now, enqueue=enqueue)
         except EventMissing:
             continue  # deleted since the INSERT found it: store it again, as new
     if duplicate is not None:
@@ -154,39 +161,25 @@ def events_in_pk_order(events: QuerySet[Event], *, chunk_size: int = CHUNK_SIZE)
 
 
 def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None) -> Result:
-    """INSERT a new event, then run or queue its handlers. ``AlreadyStored`` if it exists."""
+    """INSERT a new event, then run or queue its handlers. ``AlreadyStored`` if it exists;
+    on PostgreSQL a redelivery of a processed event is counted by the same statement."""
     event.deliveries, event.received_at, event.last_received_at = 1, now, now
-
-    def insert(event: Event) -> None:
-        try:
-            # On SQLite the INSERT is the transaction's first statement: that takes the
-            # write lock at once, waiting out its busy timeout if need be, instead of
-            # failing with "database is locked" on a later write (as a deferred
-            # transaction that reads first does).
-            event.save(force_insert=True, using=using)
-        except IntegrityError as exc:
-            raise AlreadyStored(exc) from None
-
     if enqueue is None:
-
-        def claim_and_insert(event: Event) -> None:
-            found = claim(using, event.event_id)
-            if found is Claim.STORED:
-                raise AlreadyStored
-            if found is Claim.BUSY:
-                raise EventLocked
-            insert(event)
-
         return run_attempt(
-            using, begin=lambda: event, write=claim_and_insert, insert=True, delivered=True
+            using,
+            begin=lambda: event,
+            write=lambda event: _insert(event, using),  # before the receivers run
+            insert=True,
+            delivered=True,
         )
     # Queued: the INSERT is the only statement. In autocommit it needs no BEGIN/COMMIT
-    # pair, and on_commit enqueues at once. Inside a caller's transaction, a savepoint
-    # still keeps a duplicate's IntegrityError from breaking that transaction.
+    # pair, and on_commit enqueues at once; no claim is needed, as no other delivery's
+    # transaction holds an uncommitted row for long. Inside a caller's transaction, a
+    # savepoint still keeps a duplicate's IntegrityError from breaking that transaction.
     in_transaction = connections[using].in_atomic_block
     try:
         with transaction.atomic(using=using) if in_transaction else nullcontext():
-            insert(event)
+            _insert(event, using, claim=False)
             transaction.on_commit(lambda: _enqueue(enqueue, event), using=using)
     except EnqueueFailed:
         # Committed as pending; the redelivery (or klarefi_reprocess --pending) queues it.
@@ -194,10 +187,33 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
     return Result(Outcome.QUEUED, event.event_id, event)
 
 
-def _receive_again(event_id: str, *, using: str, now: datetime, enqueue: Enqueue | None) -> Result:
-    if count_processed_redelivery(event_id, using, now):
-        return Result(Outcome.ALREADY_PROCESSED, event_id)
-    return _attempt(using, event_id, delivered_at=now, enqueue=enqueue)
+def _insert(event: Event, using: str, *, claim: bool = True) -> Result | None:
+    """INSERT a new event's row: None once inserted, a result when the delivery ends here.
+
+    With ``claim``, on PostgreSQL, one statement also claims the id and counts a processed
+    event's redelivery (:func:`~django_klarefi.locks.insert_or_count`); raises
+    ``EventLocked`` when another delivery holds the claim. ``AlreadyStored`` when a row
+    exists.
+    """
+    try:
+        if not claim or connections[using].vendor != "postgresql":
+            # On SQLite the INSERT is the transaction's first statement: that takes the
+            # write lock at once, waiting out its busy timeout if need be, instead of
+            # failing with "database is locked" on a later write (as a deferred
+            # transaction that reads first does).
+            event.save(force_insert=True, using=using)
+            return None
+        found = insert_or_count(using, event)
+    except IntegrityError as exc:
+        # A row committed after the statement's snapshot: its delivery is not counted yet.
+        raise AlreadyStored(exc) from None
+    if found is Found.INSERTED:
+        return None
+    if found is Found.COUNTED:
+        return Result(Outcome.ALREADY_PROCESSED, event.event_id)
+    if found is Found.BUSY:
+        raise EventLocked
+    raise AlreadyStored(counting_tried=True)
 
 
 def _attempt(

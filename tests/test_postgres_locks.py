@@ -155,3 +155,43 @@ def test_an_integrity_error_that_is_not_a_duplicate_is_a_logged_500(client, hand
     assert "no_forbidden_case" in record.exc_text
     assert not Event.objects.exists()
     assert handlers.calls == []
+
+
+def test_a_row_committed_after_the_delivery_looked_is_counted_on(client, handlers):
+    # Another writer (no claim: a project's import, say) has inserted the event's row,
+    # uncommitted. The delivery's one statement sees no row, takes the claim and tries
+    # the INSERT, which waits on the unique index; the other commits; the INSERT's
+    # unique violation then means "stored", and the delivery is counted on that row.
+    other = connection.copy()
+    other.set_autocommit(False)
+    results = []
+
+    def deliver():
+        try:
+            results.append(post_event(client, case_completed("evt_late")))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=deliver)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO django_klarefi_event (event_id, event_type, case_id, session_id,"
+                " payload, status, error, attempts, deliveries, is_test, received_at,"
+                " last_received_at) VALUES (%s, 'case.completed', '', '', '{}', 'processed',"
+                " '', 1, 1, false, now(), now())",
+                ["evt_late"],
+            )
+        thread.start()
+        thread.join(timeout=1)
+        assert thread.is_alive()  # waiting on the unique index, as any INSERT would
+        other.commit()
+        thread.join(timeout=30)
+    finally:
+        other.rollback()
+        other.close()
+    [response] = results
+    assert (response.status_code, response.json()["status"]) == (200, "already_processed")
+    event = Event.objects.get()
+    assert (event.deliveries, event.attempts, event.payload) == (2, 1, {})
+    assert handlers.calls == []

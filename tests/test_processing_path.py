@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models.signals import post_save, pre_save
 from django.test import override_settings
 from django.utils import timezone
 
@@ -386,3 +387,32 @@ def test_a_failure_whose_message_quotes_nul_text_is_stored(client, handlers):
     event = Event.objects.get()
     assert "could not parse page\ufffd1" in event.error
     assert event.payload["text"] == "page\x001"
+
+
+def test_a_new_event_sends_the_models_save_signals_once(client, handlers):
+    # On PostgreSQL the row is written by one statement of the library's own, not
+    # Model.save(): pre_save and post_save are still sent, as save() sends them.
+    sent = []
+
+    def record(name, kwargs):
+        sent.append((name, kwargs.get("created"), kwargs["instance"].pk is not None))
+
+    def on_pre_save(sender, **kwargs):
+        record("pre_save", kwargs)
+
+    def on_post_save(sender, **kwargs):
+        record("post_save", kwargs)
+
+    pre_save.connect(on_pre_save, sender=Event, weak=False)
+    post_save.connect(on_post_save, sender=Event, weak=False)
+    try:
+        post_event(client, case_completed())
+        new = list(sent)
+        sent.clear()
+        post_event(client, case_completed())  # a redelivery: no row is created
+    finally:
+        pre_save.disconnect(on_pre_save, sender=Event)
+        post_save.disconnect(on_post_save, sender=Event)
+    assert new == [("pre_save", None, False), ("post_save", True, True)]
+    assert ("post_save", True, True) not in sent
+    assert Event.objects.get().deliveries == 2
