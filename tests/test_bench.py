@@ -230,8 +230,8 @@ def assert_http_targets_are_marked(rows: list[dict[str, str]], db: str) -> None:
     for path in HTTP_PATHS:
         assert verdicts[f"{path}: requests/s vs the baseline's"] in {"**met**", "**missed**"}
         cpu = verdicts[f"{path}: server CPU per request vs the baseline's"]
-        assert cpu == ("reported" if path == "redelivery" else cpu)
-        assert cpu in {"**met**", "**missed**", "reported"}
+        # A redelivery's CPU has no target of its own: it is shown, not judged.
+        assert cpu in ({"reported"} if path == "redelivery" else {"**met**", "**missed**"})
     assert verdicts[HTTP_CHECK] == "**met**"
 
 

@@ -160,6 +160,7 @@ def notes(results: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
         "two batches; reprocess memory is bounded when its peak over the whole run is at "
         f"most {SLACK}x the peak reached early on (by a tenth of the run, and after at least "
         f"{EARLY_CHUNKS} chunks of its keyset walk). Memory: tracemalloc's peak (Python "
-        "allocations)."
+        "allocations); the commands run under tracemalloc, which slows them, so their times "
+        "are longer than without it."
     )
     return {SECTION: [criteria]}
