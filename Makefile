@@ -51,7 +51,7 @@ tox: $(VENV)/.test-installed
 # docs/performance.md). In process (for profiling), gunicorn + wrk and payload sizes on
 # SQLite and, when scripts/postgres.sh finds a server, PostgreSQL, then the large tables on
 # PostgreSQL. A step that fails does not stop the others; its targets are reported as not
-# measured and `make bench` exits 1. The full run takes 25-40 minutes; a light one:
+# measured and `make bench` exits 1. The full run takes 25-35 minutes; a light one:
 #   make bench BENCH_SIZES="20000 60000" BENCH_FAILED=2000 BENCH_HTTP="--rounds 1 --seconds 2"
 BENCH_RESULTS ?= bench/results
 BENCH_SIZES ?= 1000000 3000000

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 #: Seconds between two looks at the command's backend in ``pg_stat_activity``.
@@ -94,6 +96,7 @@ class LineClock(io.TextIOBase):
         self.matched = 0
         self.first_line = ""
         self.last_line = ""
+        self.last_match = ""
         self.longest_interval = 0.0
         self.intervals_total = 0.0
         self._last: float | None = None
@@ -113,6 +116,7 @@ class LineClock(io.TextIOBase):
                     self.intervals_total += now - self._last
                 self._last = now
                 self.matched += 1
+                self.last_match = line
         return len(text)
 
     @property
@@ -121,24 +125,25 @@ class LineClock(io.TextIOBase):
 
 
 class MemorySampler(threading.Thread):
-    """tracemalloc's peak so far at moments that double (0.1 s, 0.2 s, 0.4 s, ...) into the
-    run: the peak reached by then, in a list of a dozen entries whatever the run's length.
-    tracemalloc must be tracing."""
+    """A peak-so-far reading (``read()``, in bytes) at moments that double (0.1 s, 0.2 s,
+    0.4 s, ...) into the run: the peak reached by then, in a list of a dozen entries
+    whatever the run's length. ``read`` returns None when there is nothing to read."""
 
-    def __init__(self, first: float = 0.1) -> None:
+    def __init__(self, read: Callable[[], int | None], first: float = 0.1) -> None:
         super().__init__(daemon=True)
+        self.read = read
         self.done = threading.Event()
         self.started = time.perf_counter()
         self.next_moment = first
         self.checkpoints: list[tuple[float, int]] = []
 
     def run(self) -> None:
-        import tracemalloc
-
         while not self.done.wait(0.02):
             elapsed = time.perf_counter() - self.started
             if elapsed >= self.next_moment:
-                self.checkpoints.append((elapsed, tracemalloc.get_traced_memory()[1]))
+                peak = self.read()
+                if peak is not None:
+                    self.checkpoints.append((elapsed, peak))
                 self.next_moment *= 2
 
     def peak_by(self, moment: float) -> tuple[float, int] | None:
@@ -152,3 +157,15 @@ class MemorySampler(threading.Thread):
     def finish(self) -> None:
         self.done.set()
         self.join()
+
+
+def peak_rss(pid: int) -> int | None:
+    """The peak resident set size of process ``pid`` so far (``VmHWM``), in bytes."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None  # a zombie has no memory lines
