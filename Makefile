@@ -47,11 +47,38 @@ docs: $(VENV)/.test-installed
 tox: $(VENV)/.test-installed
 	scripts/tox.sh
 
-# In process (for profiling), then gunicorn + wrk on SQLite and, when it can be had,
-# PostgreSQL; the latter writes bench/results/latest.md.
+# Every measurement of issue 11, then one report: bench/results/latest.md (see
+# docs/performance.md). In process (for profiling), gunicorn + wrk and payload sizes on
+# SQLite and, when scripts/postgres.sh finds a server, PostgreSQL, then the large tables on
+# PostgreSQL. A step that fails does not stop the others; its targets are reported as not
+# measured and `make bench` exits 1. The full run takes 25-35 minutes; a light one:
+#   make bench BENCH_SIZES="20000 60000" BENCH_FAILED=2000 BENCH_HTTP="--rounds 1 --seconds 2"
+BENCH_RESULTS ?= bench/results
+BENCH_SIZES ?= 1000000 3000000
+BENCH_FAILED ?= 100000
+BENCH_HTTP ?=
+BENCH_PAYLOADS ?=
+BENCH_BIG ?=
+BENCH_PG ?= klarefi_bench
+
 bench: $(VENV)/.test-installed
-	$(PY) bench/run.py
-	if scripts/postgres.sh; then $(PY) bench/http.py; else $(PY) bench/http.py --db sqlite; fi
+	$(PY) bench/report.py --results $(BENCH_RESULTS) --clear
+	status=0; \
+	$(PY) bench/run.py || status=1; \
+	$(PY) bench/http.py --db sqlite --results $(BENCH_RESULTS) $(BENCH_HTTP) || status=1; \
+	$(PY) bench/payloads.py --db sqlite --results $(BENCH_RESULTS) $(BENCH_PAYLOADS) || status=1; \
+	if scripts/postgres.sh; then \
+	  $(PY) bench/http.py --db postgres --pg-name $(BENCH_PG)_http \
+	    --results $(BENCH_RESULTS) $(BENCH_HTTP) || status=1; \
+	  $(PY) bench/payloads.py --db postgres --pg-name $(BENCH_PG)_payloads \
+	    --results $(BENCH_RESULTS) $(BENCH_PAYLOADS) || status=1; \
+	  $(PY) bench/big_tables.py --sizes $(BENCH_SIZES) --failed-rows $(BENCH_FAILED) \
+	    --pg-name $(BENCH_PG)_big --results $(BENCH_RESULTS) $(BENCH_BIG) || status=1; \
+	else \
+	  echo "No PostgreSQL server: its targets are reported as not measured." >&2; \
+	fi; \
+	$(PY) bench/report.py --results $(BENCH_RESULTS) || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .tox build dist *.egg-info .artifacts docs/_build

@@ -17,14 +17,16 @@ enqueues; the baseline does its usual insert there). After each server: no answe
 other than 2xx, no socket error, no corpus ran out, and every accepted event is stored
 exactly once (and counted as redelivered as often as it was).
 
-Writes ``bench/results/latest.md`` (``--output``): per path and database, the medians of
-the ratios klarefi/baseline of requests/s and CPU per request, each target met or missed.
-Only ratios measured in the same run are comparable; absolute rates depend on the machine.
+Writes ``http-<db>.json`` per database under ``--results`` (``bench/recorded.py``): per
+path, the medians of the ratios klarefi/baseline of requests/s and CPU per request, and the
+checks' problems; ``bench/report.py`` marks each target met or missed (and this script
+prints that section). Only ratios measured in the same run are comparable; absolute rates
+depend on the machine.
 
 Usage::
 
     .venv/bin/python bench/http.py                       # SQLite and PostgreSQL
-    .venv/bin/python bench/http.py --db sqlite --seconds 3
+    .venv/bin/python bench/http.py --db sqlite --seconds 3 --results /tmp/quick
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -49,15 +50,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:1] = [str(ROOT)]
 
+from bench import recorded  # noqa: E402
 from bench.run import SAFE_PG_NAME, bench_database, setup_django  # noqa: E402
 
 TARGETS = ("baseline", "klarefi")
 URLS = {"baseline": "/baseline/", "klarefi": "/webhooks/klarefi/"}
 SCRIPT = ROOT / "bench" / "wrk_corpus.lua"
-#: Issue 11's targets: klarefi/baseline requests/s at least, CPU per request at most.
-TARGET_RPS = {"new": 0.95, "task": 0.95, "redelivery": 1.0}
-TARGET_CPU = {"new": 1.15, "task": 1.15, "redelivery": None}
-TITLES = {"new": "new event (sync)", "redelivery": "redelivery", "task": "new event (task mode)"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -75,8 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-task", action="store_true", help="skip task mode")
     parser.add_argument("--pg-name", default="klarefi_bench_http")
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "latest.md"))
-    parser.add_argument("--json", action="store_true", help="also print the raw results")
+    recorded.add_results_argument(parser)
     parser.add_argument("--measure-one", choices=("sqlite", "postgres"), help=argparse.SUPPRESS)
     parser.add_argument("--raw", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -398,7 +395,7 @@ def check_tables(ledgers: list[tuple[str, Ledger]], connections: int) -> list[st
     return problems
 
 
-# --- the report ----------------------------------------------------------------------------
+# --- the results ---------------------------------------------------------------------------
 
 
 def ratios(windows: list[Window], path: str) -> dict[str, Any]:
@@ -415,67 +412,6 @@ def ratios(windows: list[Window], path: str) -> dict[str, Any]:
         "p99_ms": {t: statistics.median(w.p99_ms for w in rounds[t]) for t in TARGETS},
         "rounds": [round(k.rate / b.rate, 3) for b, k in pairs],
     }
-
-
-def verdict(value: float, target: float | None, *, at_least: bool) -> str:
-    if target is None:
-        return "(no target)"
-    met = value >= target if at_least else value <= target
-    return (
-        f"**met** ({'≥' if at_least else '≤'} {target})"
-        if met
-        else (f"**missed** ({'≥' if at_least else '≤'} {target})")
-    )
-
-
-def report(args: argparse.Namespace, results: dict[str, Any], command: str) -> str:
-    lines = [
-        "**gunicorn + wrk: django-klarefi against the hand-written baseline**",
-        "",
-        f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `{command}`.",
-        f"gunicorn {args.workers} sync workers, wrk {args.threads} threads / "
-        f"{args.connections} connections, {args.rounds} interleaved rounds of "
-        f"{args.seconds:g} s per target and path, events of about {args.body_bytes} bytes. "
-        f"Python {platform.python_version()}, Django {results['django']}, "
-        f"{os.cpu_count()} CPUs, **shared with other work while it ran**: compare the "
-        "ratios, not the absolute rates.",
-        "",
-        "| database | path | requests/s ratio | target | CPU/request ratio | target "
-        "| baseline req/s | klarefi req/s | baseline CPU ms/req | klarefi CPU ms/req "
-        "| per-round req/s ratios |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for db, by_path in results["databases"].items():
-        for path, r in by_path["paths"].items():
-            lines.append(
-                f"| {db} | {TITLES[path]} | {r['rps_ratio']:.2f}x "
-                f"| {verdict(r['rps_ratio'], TARGET_RPS[path], at_least=True)} "
-                f"| {r['cpu_ratio']:.2f}x "
-                f"| {verdict(r['cpu_ratio'], TARGET_CPU[path], at_least=False)} "
-                f"| {r['rps']['baseline']:.0f} | {r['rps']['klarefi']:.0f} "
-                f"| {r['cpu_ms']['baseline']:.2f} | {r['cpu_ms']['klarefi']:.2f} "
-                f"| {', '.join(f'{x:.2f}' for x in r['rounds'])} |"
-            )
-    lines += ["", "Checks after the run:"]
-    for db, by_path in results["databases"].items():
-        problems = by_path["problems"]
-        lines.append(
-            f"- {db}: "
-            + (
-                "every answer 2xx, no socket error, every accepted event stored exactly once, "
-                "every redelivery counted"
-                if not problems
-                else "**FAILED**: " + "; ".join(problems)
-            )
-        )
-    lines += [
-        "",
-        "The redelivery target compares klarefi's redelivery of a processed event with the "
-        "baseline's duplicate path (its failed unique INSERT), requests/s ≥ 1.0x. Task mode "
-        "enqueues on the DummyBackend: it measures the receiver's part, not a queue's.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def measure(args: argparse.Namespace, db: str) -> dict[str, Any]:
@@ -509,22 +445,27 @@ def main(argv: list[str] | None = None) -> int:
         # A child: one database per process, since Django is set up once per process.
         Path(args.raw).write_text(json.dumps(measure(args, args.measure_one)))
         return 0
-    import django
-
-    results: dict[str, Any] = {"django": django.get_version(), "databases": {}}
     given = argv if argv is not None else sys.argv[1:]
+    command = recorded.command_line(__file__, given)
+    settings = {
+        name: getattr(args, name)
+        for name in ("workers", "threads", "connections", "rounds", "seconds", "body_bytes")
+    }
+    problems = False
     for db in args.db:
         with tempfile.NamedTemporaryFile(suffix=".json") as raw:
             child = [sys.executable, __file__, *given, "--measure-one", db, "--raw", raw.name]
             subprocess.run(child, check=True)
-            results["databases"][db] = json.loads(Path(raw.name).read_text())
-    text = report(args, results, ("bench/http.py " + " ".join(given)).strip())
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
-    print(text)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    return 1 if any(r["problems"] for r in results["databases"].values()) else 0
+            measured = json.loads(Path(raw.name).read_text())
+        recorded.write(args.results, f"http-{db}", {"settings": settings, **measured}, command)
+        problems = problems or bool(measured["problems"])
+    from bench.targets import ingest
+
+    found = recorded.read_all(args.results)
+    for row in ingest.rows({name: found[name] for name in found if name.startswith("http-")}):
+        if row.at in {ingest.DATABASES[db] for db in args.db}:
+            print(f"{row.at}: {row.what}: {row.measured or '-'} [{row.target}: {row.verdict}]")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

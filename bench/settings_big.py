@@ -1,4 +1,5 @@
-"""Settings for ``bench/big_tables.py``: bench.settings on PostgreSQL, with the admin."""
+"""Settings for ``bench/big_tables.py``: bench.settings on PostgreSQL, with the admin (the
+DRF events API needs no app of its own: it answers JSON)."""
 
 from __future__ import annotations
 
