@@ -130,7 +130,7 @@ EXPECTED = {
         ("ingest rate vs the empty table's", 2),
         *((f"admin changelist: {view}, server time", 1) for view in ADMIN_VIEWS),
         *(
-            (f"admin changelist: {view}, time at the largest size vs the smallest", 1)
+            (f"admin changelist: {view}, time at the larger size vs the smaller", 1)
             for view in ADMIN_VIEWS
         ),
         ("admin changelist: no COUNT(*) over the whole table", 1),
