@@ -227,6 +227,11 @@ def _record_failure(
                     # Another delivery of the event holds its claim: it has inserted the
                     # row, uncommitted, and runs its handlers (an INSERT here would wait
                     # for them). It records its own outcome.
+                    logger.warning(
+                        "Klarefi event %s: its failure is not recorded, as another delivery "
+                        "of it is being processed; that one records its own outcome.",
+                        event.event_id,
+                    )
                     return Result(Outcome.FAILED, event.event_id)
                 failed.save(force_insert=True, using=using)
         except IntegrityError:

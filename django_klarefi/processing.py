@@ -35,7 +35,7 @@ from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
@@ -44,7 +44,12 @@ from django_klarefi.locks import EventLocked, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import InvalidEvent, event_fields
-from django_klarefi.storing import Found, count_processed_redelivery, insert_or_count
+from django_klarefi.storing import (
+    Found,
+    count_processed_redelivery,
+    insert_or_count,
+    needs_transaction,
+)
 
 __all__ = [
     "EnqueueFailed",
@@ -115,12 +120,8 @@ def receive_event(
         # An IntegrityError every time, yet never a row to be found: not a duplicate event
         # id but another constraint (a trigger, a check of the project's own). Say so.
         raise duplicate
-    # Found stored each time, and gone each time it was looked up: not a race that repeats
-    # three times, but an INSERT that a trigger of the project's discards. Say so (500).
-    raise DatabaseError(
-        f"Klarefi event {event_id} could not be stored: {_STORE_TRIES} INSERTs stored no row "
-        "that could be found afterwards (a trigger on the events table discarding them?)."
-    )
+    # Found stored, and gone at the lock, each time (rows deleted meanwhile): retry later.
+    return _in_flight(event_id)
 
 
 def process_event(event: Event, *, force: bool = False) -> Result:
@@ -173,11 +174,11 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
             delivered=True,
         )
     # Queued: on PostgreSQL the one statement is all, in autocommit: no BEGIN/COMMIT pair,
-    # the claim lasts the statement, and on_commit enqueues at once. On SQLite the count
-    # and the INSERT share one transaction (one write, one commit). Inside a caller's
-    # transaction, a savepoint keeps a duplicate's IntegrityError from breaking it.
-    connection = connections[using]
-    atomic = connection.in_atomic_block or connection.vendor != "postgresql"
+    # the claim lasts the statement, and on_commit enqueues at once. Where the count and
+    # the INSERT are two statements (SQLite; a pre_save receiver), they share a
+    # transaction. Inside a caller's transaction, a savepoint keeps a duplicate's
+    # IntegrityError from breaking it.
+    atomic = connections[using].in_atomic_block or needs_transaction(using)
     try:
         with transaction.atomic(using=using) if atomic else nullcontext():
             counted = _insert(event, using)

@@ -28,6 +28,7 @@ __all__ = [
     "claim",
     "count_processed_redelivery",
     "insert_or_count",
+    "needs_transaction",
 ]
 
 Status = Event.Status
@@ -66,14 +67,17 @@ def insert_or_count(using: str, event: Event) -> Found:
     this transaction ends (in autocommit, until the statement ends), and looks for a
     committed row, which a plain read never waits for; it counts the delivery on a
     processed row (skipping a locked one), and inserts the row only when the claim is
-    taken and no row is stored. Elsewhere, the counting UPDATE (on SQLite, as the
-    transaction's first statement, it takes the write lock), then the INSERT.
+    taken and no row is stored. Elsewhere, an UPDATE that counts a processed row's
+    delivery and says whether a row is stored (on SQLite, as the transaction's first
+    statement, it takes the write lock), then, only when none is, the INSERT.
 
     ``pre_save`` and ``post_save`` are sent for an inserted row, and only for it, as
     ``save()`` sends them: with a ``pre_save`` receiver connected to ``Event`` (which may
-    change the row), PostgreSQL's INSERT is a statement of its own, after the look. A row
-    committed by another transaction after the look, and only then, raises
-    ``IntegrityError`` from the unique index; so does any other constraint.
+    change the row), PostgreSQL's INSERT is a statement of its own, after the look. Call it
+    in a transaction when :func:`needs_transaction` says so. A row committed by another
+    transaction after the look, and only then, raises ``IntegrityError`` from the unique
+    index; so does any other constraint. An INSERT that stores no row (a trigger of the
+    project's discarding it) raises ``DatabaseError``.
     """
     connection = connections[using]
     if connection.vendor == "postgresql":
@@ -81,13 +85,20 @@ def insert_or_count(using: str, event: Event) -> Found:
         if parts is None:
             found = _claim_and_count(connection, event)
             if found is Found.INSERTED:
-                event.save(force_insert=True, using=using)
+                _save_new(event, using)
             return found
         return _claim_insert_or_count(connection, event, parts)
-    if count_processed_redelivery(event.event_id, using, event.last_received_at):
-        return Found.COUNTED
-    event.save(force_insert=True, using=using)
-    return Found.INSERTED
+    found = _count_or_find(connection, event)
+    if found is Found.INSERTED:
+        _save_new(event, using)
+    return found
+
+
+def needs_transaction(using: str) -> bool:
+    """Whether :func:`insert_or_count` runs more than one statement here, so that a caller
+    in autocommit (task mode) must wrap it in a transaction of its own."""
+    vendor = connections[using].vendor
+    return vendor != "postgresql" or signals.pre_save.has_listeners(Event)
 
 
 def claim(using: str, event_id: str) -> bool:
@@ -124,6 +135,56 @@ def count_processed_redelivery(event_id: str, using: str, now: datetime) -> bool
         return bool(cursor.rowcount)
 
 
+def _count_or_find(connection: BaseDatabaseWrapper, event: Event) -> Found:
+    """Not PostgreSQL: count the delivery on a processed row, in one UPDATE that also says
+    whether any row is stored (it touches a row that is not processed without changing
+    it). INSERTED: none is (where UPDATE ... RETURNING is missing, none is processed), the
+    caller inserts."""
+    returning = connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert
+    if not returning:  # SQLite before 3.35, and other databases
+        counted = count_processed_redelivery(
+            event.event_id, connection.alias, event.last_received_at
+        )
+        return Found.COUNTED if counted else Found.INSERTED
+    table, event_id, status, deliveries, received = quoted_columns(
+        connection, "event_id", "status", "deliveries", "last_received_at"
+    )
+    processed = f"{status} = %s"
+    sql = (
+        f"UPDATE {table} SET {deliveries} = {deliveries} + (CASE WHEN {processed} THEN 1 "  # noqa: S608
+        f"ELSE 0 END), {received} = (CASE WHEN {processed} THEN %s ELSE {received} END) "
+        f"WHERE {event_id} = %s RETURNING {status}"
+    )
+    received_at = _db_value(connection, event.last_received_at)
+    value = Status.PROCESSED.value
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value, value, received_at, event.event_id])
+        row = cursor.fetchone()
+    if row is None:
+        return Found.INSERTED
+    return Found.COUNTED if row[0] == Status.PROCESSED else Found.STORED
+
+
+def _save_new(event: Event, using: str) -> None:
+    """``event.save()`` as a new row; ``DatabaseError`` if the INSERT stored no row (a
+    trigger or rule of the project's discarded it)."""
+    try:
+        event.save(force_insert=True, using=using)
+    except TypeError as exc:
+        # Django reads the new row's id from the INSERT's RETURNING: no row, no id, and a
+        # TypeError from deep inside Django. Say what happened, unless it was not that.
+        if Event.objects.using(using).filter(event_id=event.event_id).exists():
+            raise
+        raise _discarded(event) from exc
+
+
+def _discarded(event: Event) -> DatabaseError:
+    return DatabaseError(
+        f"The INSERT of Klarefi event {event.event_id} stored no row (a trigger or rule on "
+        "the events table discarded it)."
+    )
+
+
 def quoted_columns(connection: BaseDatabaseWrapper, *names: str) -> list[str]:
     """The quoted table name, then the quoted columns of the Event fields ``names``."""
     options = Event._meta
@@ -153,10 +214,7 @@ def _claim_insert_or_count(
         if inserted is None:
             # Claimed, nothing stored, yet no row: a trigger or rule of the project's
             # discarded the INSERT. Not an event to answer 200 for.
-            raise DatabaseError(
-                f"The INSERT of Klarefi event {event.event_id} stored no row (a trigger or "
-                "rule on the events table discarded it)."
-            )
+            raise _discarded(event)
         event.pk = inserted
         event._state.adding, event._state.db = False, connection.alias
         signals.post_save.send(

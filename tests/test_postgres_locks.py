@@ -284,3 +284,57 @@ def test_a_failure_is_left_to_the_delivery_that_holds_the_claim(client, handlers
     assert response.status_code == 500
     assert response.json()["status"] == "failed"
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("processing", ["sync", "task"])
+def test_a_pre_save_receiver_runs_while_the_claim_is_held(client, handlers, processing):
+    # With a pre_save receiver the INSERT is save(), after the claim's statement: in task
+    # mode too, both are in one transaction, so the claim still covers the INSERT.
+    held = []
+
+    def count_claims(sender, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid() AND classid = %s",
+                [ADVISORY_LOCK_CLASS],
+            )
+            held.append(cursor.fetchone()[0])
+
+    tasks = {"KLAREFI_PROCESSING": "task", "TASKS": {"default": {"BACKEND": DUMMY_BACKEND}}}
+    pre_save.connect(count_claims, sender=Event, weak=False)
+    try:
+        with override_settings(**tasks) if processing == "task" else contextlib.nullcontext():
+            response = post_event(client, case_completed())
+    finally:
+        pre_save.disconnect(count_claims, sender=Event)
+    assert response.status_code in (200, 202)
+    assert held == [1]
+
+
+def test_a_processed_row_locked_for_a_moment_is_counted_again_not_409(client, handlers):
+    # Two redeliveries at once: the other one's count holds the row's lock until its
+    # COMMIT. This one's statement skips the locked row; it counts again (in autocommit)
+    # before its NOWAIT lock would answer 409. Here the other commits just before that.
+    post_event(client, case_completed())
+    other = connection.copy()
+    other.set_autocommit(False)
+    with other.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM django_klarefi_event WHERE event_id = %s FOR NO KEY UPDATE",
+            ["evt_lock"],
+        )
+
+    def commit_the_other_before_the_recount(execute, sql, params, many, context):
+        if sql.startswith("UPDATE") and not context["connection"].in_atomic_block:
+            other.commit()
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(commit_the_other_before_the_recount):
+            response = post_event(client, case_completed())
+    finally:
+        other.rollback()
+        other.close()
+    assert (response.status_code, response.json()["status"]) == (200, "already_processed")
+    assert Event.objects.get().deliveries == 2

@@ -498,3 +498,26 @@ def test_an_insert_discarded_by_a_trigger_is_a_logged_500_not_a_200(client, hand
     assert [r.levelname for r in caplog.records if r.name == "django_klarefi"] == ["ERROR"]
     assert not Event.objects.exists()
     assert handlers.calls == []
+
+
+def test_a_failed_events_redelivery_tries_no_insert(client, handlers):
+    # The stored row is failed, not processed: the delivery runs it again (an UPDATE of the
+    # row, with its save signals), but never tries, and rolls back, an INSERT of it.
+    handlers.fail_with = RuntimeError("first attempt fails")
+    post_event(client, case_completed())
+    handlers.fail_with = None
+    inserts = []
+
+    def record(sender, instance, update_fields=None, **kwargs):
+        if update_fields is None:
+            inserts.append(instance.event_id)
+
+    pre_save.connect(record, sender=Event, weak=False)
+    try:
+        response = post_event(client, case_completed())
+    finally:
+        pre_save.disconnect(record, sender=Event)
+    assert response.json()["status"] == "processed"
+    assert inserts == []
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.deliveries) == ("processed", 2, 2)
