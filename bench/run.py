@@ -70,7 +70,12 @@ SCENARIO_TITLES = {
     "redelivery": "redelivery",
     "task": "new event, task mode",
 }
-WRITE_STATEMENT = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+# A write: INSERT, UPDATE, DELETE, or a WITH whose parts do one (PostgreSQL's delivery).
+WRITE_STATEMENT = re.compile(
+    r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b"
+    r"|\s*WITH\b.*\b(INSERT\s+INTO|UPDATE\s+\S+\s+SET|DELETE\s+FROM)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 MIN_ROUNDS = 3
 SAFE_PG_NAME = re.compile(r"[a-z_][a-z0-9_]*bench[a-z0-9_]*")
 

@@ -20,6 +20,7 @@ from django_klarefi.locks import EventLocked, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.signals import EVENT_SIGNALS, event_received
+from django_klarefi.storing import claim
 
 __all__ = ["AlreadyStored", "EventMissing", "run_attempt", "send_event_signals"]
 
@@ -31,8 +32,8 @@ Status = Event.Status
 class AlreadyStored(Exception):
     """A new event's INSERT found the event id stored.
 
-    ``counting_tried``: the statement that found it also tried to count a processed
-    event's redelivery (PostgreSQL), so that need not be tried again.
+    ``counting_tried``: counting a processed event's redelivery was tried and found no
+    processed row to count, so that need not be tried again.
     """
 
     def __init__(self, error: IntegrityError | None = None, *, counting_tried: bool = False):
@@ -68,16 +69,14 @@ def run_attempt(
     In the transaction: ``begin()`` gives the event (locked, or new), or a result that
     ends the attempt before any handler runs. The success state is set on the event,
     the signals are sent, and ``write`` writes the row: a new one (``insert``) before
-    the signals, so that it exists for the receivers and, on SQLite, its INSERT takes the
-    write lock first (a result from that ``write`` ends the attempt, committed, before
-    any handler runs: a redelivery its statement counted); a stored one after them, so
-    that the row carries only a lock while receivers run (a concurrent redelivery's
-    INSERT of the same id fails at once on a locked row, but would wait on an updated
-    one). Then COMMIT. Whatever raises after
-    the attempt began (a receiver, a query, or the COMMIT itself, as a deferred
-    constraint does) rolls all of it back, and the failure is recorded in a transaction
-    of its own. An exception from an ``on_commit`` callback, after a successful COMMIT,
-    is logged and changes nothing.
+    the signals, so that it exists for the receivers (a result from that ``write`` ends
+    the attempt, committed, before any handler runs: a redelivery it counted instead); a
+    stored one after them, so that the row carries only a lock while receivers run (an
+    INSERT of the same id by another writer fails at once on a locked row, but would wait
+    on an updated one). Then COMMIT. Whatever raises after the attempt began (a receiver,
+    a query, or the COMMIT itself, as a deferred constraint does) rolls all of it back,
+    and the failure is recorded in a transaction of its own. An exception from an
+    ``on_commit`` callback, after a successful COMMIT, is logged and changes nothing.
     """
     committed = False
     event: Event | None = None
@@ -184,7 +183,8 @@ def _record_failure(
     with ``error`` unless another attempt, one that began after this one, succeeded
     meanwhile (the row then has more attempts than this one saw, and is processed). A row
     that does not exist (the first delivery's, or one deleted meanwhile) is inserted as
-    failed. A row locked by an attempt running right now is left to that attempt.
+    failed. A row locked by an attempt running right now is left to that attempt, and so
+    is an event id another delivery has claimed (PostgreSQL).
     """
     # No text column of PostgreSQL can hold U+0000, and a traceback may quote payload text.
     error = error.replace("\x00", "\ufffd")
@@ -223,6 +223,16 @@ def _record_failure(
         )
         try:
             with transaction.atomic(using=using):
+                if not claim(using, event.event_id):
+                    # Another delivery of the event holds its claim: it has inserted the
+                    # row, uncommitted, and runs its handlers (an INSERT here would wait
+                    # for them). It records its own outcome.
+                    logger.warning(
+                        "Klarefi event %s: its failure is not recorded, as another delivery "
+                        "of it is being processed; that one records its own outcome.",
+                        event.event_id,
+                    )
+                    return Result(Outcome.FAILED, event.event_id)
                 failed.save(force_insert=True, using=using)
         except IntegrityError:
             continue  # stored meanwhile by a concurrent delivery: count it on that row

@@ -44,7 +44,12 @@ from django_klarefi.locks import EventLocked, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import InvalidEvent, event_fields
-from django_klarefi.storing import Found, count_processed_redelivery, insert_or_count
+from django_klarefi.storing import (
+    Found,
+    count_processed_redelivery,
+    insert_or_count,
+    needs_transaction,
+)
 
 __all__ = [
     "EnqueueFailed",
@@ -82,12 +87,12 @@ def receive_event(
     """Store one verified delivery and process it now, or queue it with ``enqueue``.
 
     A new event costs one transaction: the INSERT (on PostgreSQL in one statement with a
-    claim on the event id, see :func:`django_klarefi.storing.insert_or_count`), the
-    handlers, the COMMIT; queued, the INSERT alone. A redelivery of a processed event is
-    counted by one UPDATE (on PostgreSQL, that same statement), and never waits on
-    handlers running elsewhere. Raises :class:`InvalidEvent` for a payload that
-    cannot be stored, and ``DatabaseError`` when the database cannot be reached: nothing is
-    written.
+    claim on the event id, see :func:`django_klarefi.storing.insert_or_count`; on SQLite
+    after the counting UPDATE that finds nothing), the handlers, the COMMIT; queued, no
+    handlers. A redelivery of a processed event is counted by one UPDATE (on
+    PostgreSQL, that same statement), and never waits on handlers running elsewhere.
+    Raises :class:`InvalidEvent` for a payload that cannot be stored, and
+    ``DatabaseError`` when the database cannot be reached: nothing is written.
     """
     fields = event_fields(payload, raw_body, signed_at)
     event_id = fields["event_id"]
@@ -115,6 +120,7 @@ def receive_event(
         # An IntegrityError every time, yet never a row to be found: not a duplicate event
         # id but another constraint (a trigger, a check of the project's own). Say so.
         raise duplicate
+    # Found stored, and gone at the lock, each time (rows deleted meanwhile): retry later.
     return _in_flight(event_id)
 
 
@@ -167,14 +173,15 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
             insert=True,
             delivered=True,
         )
-    # Queued: the INSERT is the only statement. In autocommit it needs no BEGIN/COMMIT
-    # pair, and on_commit enqueues at once; no claim is needed, as no other delivery's
-    # transaction holds an uncommitted row for long. Inside a caller's transaction, a
-    # savepoint still keeps a duplicate's IntegrityError from breaking that transaction.
-    in_transaction = connections[using].in_atomic_block
+    # Queued: on PostgreSQL the one statement is all, in autocommit: no BEGIN/COMMIT pair,
+    # the claim lasts the statement, and on_commit enqueues at once. Where the count and
+    # the INSERT are two statements (SQLite; a pre_save receiver), they share a
+    # transaction. Inside a caller's transaction, a savepoint keeps a duplicate's
+    # IntegrityError from breaking it.
+    atomic = connections[using].in_atomic_block or needs_transaction(using)
     try:
-        with transaction.atomic(using=using) if in_transaction else nullcontext():
-            counted = _insert(event, using, claim=False)
+        with transaction.atomic(using=using) if atomic else nullcontext():
+            counted = _insert(event, using)
             if counted is None:
                 transaction.on_commit(lambda: _enqueue(enqueue, event), using=using)
     except EnqueueFailed:
@@ -183,21 +190,18 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
     return counted or Result(Outcome.QUEUED, event.event_id, event)
 
 
-def _insert(event: Event, using: str, *, claim: bool = True) -> Result | None:
+def _insert(event: Event, using: str) -> Result | None:
     """INSERT a new event's row: None once inserted, a result when the delivery ends here.
 
     :func:`~django_klarefi.storing.insert_or_count` counts a processed event's redelivery
-    in the same transaction (on PostgreSQL, with ``claim``, in the same statement). Raises
+    first, in the same transaction (on PostgreSQL, in the same statement). Raises
     ``EventLocked`` when another delivery holds the claim, ``AlreadyStored`` when a row
     exists that was not counted.
     """
-    # On SQLite the INSERT is the transaction's first statement: that takes the write lock
-    # at once, waiting out its busy timeout if need be, instead of failing with "database
-    # is locked" on a later write (as a deferred transaction that reads first does).
     try:
-        found = insert_or_count(using, event, claim=claim)
+        found = insert_or_count(using, event)
     except IntegrityError as exc:
-        # A row committed after the statement looked: its delivery is not counted yet.
+        # A row committed after the look, or another constraint: not counted yet.
         raise AlreadyStored(exc) from None
     if found is Found.INSERTED:
         return None
@@ -205,7 +209,8 @@ def _insert(event: Event, using: str, *, claim: bool = True) -> Result | None:
         return Result(Outcome.ALREADY_PROCESSED, event.event_id)
     if found is Found.BUSY:
         raise EventLocked
-    raise AlreadyStored(counting_tried=True)
+    # LOCKED: processed, and its lock may be a redelivery's, gone in a moment: count again.
+    raise AlreadyStored(counting_tried=found is Found.STORED)
 
 
 def _attempt(

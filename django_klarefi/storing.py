@@ -1,10 +1,9 @@
 """A delivery's first write: insert a new event's row, or count a redelivery on the stored one.
 
-* :func:`insert_or_count`: the new event's INSERT, which on PostgreSQL also claims the event
-  id and counts a processed event's redelivery, in one statement; on SQLite an INSERT that
-  does nothing when the id is stored, then the count.
-* :func:`count_processed_redelivery`: the one UPDATE that counts a redelivery of a processed
-  event, never waiting on a locked row.
+* :func:`insert_or_count`: count a processed event's redelivery, or insert a new event's
+  row; on PostgreSQL both in one statement, with a claim on the event id.
+* :func:`count_processed_redelivery`: the UPDATE that counts a redelivery of a processed
+  event.
 
 Only quoted identifiers and the SQL of Django's own ``InsertQuery`` are formatted into the
 statements here; every value is a parameter.
@@ -23,13 +22,23 @@ from django.db.models.sql import InsertQuery
 
 from django_klarefi.models import Event
 
-__all__ = ["ADVISORY_LOCK_CLASS", "Found", "count_processed_redelivery", "insert_or_count"]
+__all__ = [
+    "ADVISORY_LOCK_CLASS",
+    "Found",
+    "claim",
+    "count_processed_redelivery",
+    "insert_or_count",
+    "needs_transaction",
+]
 
 Status = Event.Status
 
 # The first key of django-klarefi's PostgreSQL advisory locks (the second is a hash of the
 # event id), so that they do not meet the advisory locks of other code: "klar" in ASCII.
 ADVISORY_LOCK_CLASS = 0x6B6C6172
+
+# A compiled one-row INSERT: "INSERT INTO t (columns)", its placeholders, their values.
+_InsertParts = tuple[str, str, list[Any]]
 
 
 class Found(enum.Enum):
@@ -39,65 +48,79 @@ class Found(enum.Enum):
     INSERTED = "inserted"
     #: A processed row is stored: this delivery is counted on it.
     COUNTED = "counted"
-    #: A row is stored that is not processed, or is locked by an attempt: lock it and see.
+    #: A processed row is stored, but another transaction holds its lock for a moment (a
+    #: redelivery counting itself) or for long (a forced reprocess): try the count again.
+    LOCKED = "locked"
+    #: A row is stored that is not processed: lock it and run it (or see who runs it).
     STORED = "stored"
     #: PostgreSQL: no row is visible, and another transaction holds the claim on the id.
     BUSY = "busy"
 
 
-def insert_or_count(using: str, event: Event, *, claim: bool = True) -> Found:
-    """Insert ``event``'s row unless its id is stored; count the delivery if it is.
+def insert_or_count(using: str, event: Event) -> Found:
+    """Count the delivery on ``event``'s stored row if it is processed, or insert the row.
 
-    On PostgreSQL with ``claim`` (sync mode), one statement; an INSERT of an id whose row
-    is uncommitted (a first delivery running its handlers) or being updated or deleted (a
-    receiver saving its event, a prune batch) would wait on the unique index for as long
-    as that transaction runs, so the statement:
+    On PostgreSQL one statement, as an INSERT of an id whose row is uncommitted (a first
+    delivery running its handlers) or being updated or deleted (a receiver saving its
+    event, a prune batch) would wait on the unique index for as long as that transaction
+    runs. The statement takes an advisory lock on the event id (the claim), held until
+    this transaction ends (in autocommit, until the statement ends), and looks for a
+    committed row, which a plain read never waits for; it counts the delivery on a
+    processed row (skipping a locked one), and inserts the row only when the claim is
+    taken and no row is stored. Elsewhere, an UPDATE that counts a processed row's
+    delivery and says whether a row is stored (on SQLite, as the transaction's first
+    statement, it takes the write lock), then, only when none is, the INSERT.
 
-    * takes an advisory lock on the event id (the claim), held until this transaction
-      ends, and looks for a committed row, which a plain read never waits for;
-    * counts the delivery on a stored processed row (:func:`count_processed_redelivery`'s
-      UPDATE, skipping a locked row): ``COUNTED``;
-    * inserts the row when the claim is taken and no row is stored: ``INSERTED``;
-    * otherwise ``STORED`` (a row that is not processed, or is locked) or ``BUSY``
-      (another delivery holds the claim).
-
-    On SQLite (3.35 or later, for ``RETURNING``), ``INSERT ... ON CONFLICT (event_id) DO
-    NOTHING``, then, if it inserted nothing, the count: no failed INSERT to roll back.
-    Elsewhere, and for PostgreSQL without ``claim`` (task mode, whose
-    deliveries hold no uncommitted row for long), a plain INSERT. A row committed by
-    another transaction after the look, and only then, raises ``IntegrityError`` from the
-    unique index; so does any other constraint. ``pre_save`` and ``post_save`` are sent
-    for an inserted row, as ``save()`` sends them, and ``event`` then has its primary key.
+    ``pre_save`` and ``post_save`` are sent for an inserted row, and only for it, as
+    ``save()`` sends them: with a ``pre_save`` receiver connected to ``Event`` (which may
+    change the row), PostgreSQL's INSERT is a statement of its own, after the look. Call it
+    in a transaction when :func:`needs_transaction` says so. A row committed by another
+    transaction after the look, and only then, raises ``IntegrityError`` from the unique
+    index; so does any other constraint. An INSERT that stores no row (a trigger of the
+    project's discarding it) raises ``DatabaseError``.
     """
     connection = connections[using]
-    if connection.vendor == "postgresql" and claim:
-        found = _claim_insert_or_count(connection, event)
-    elif connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert:
-        found = _insert_unless_stored(connection, event)
-        if found is Found.STORED and count_processed_redelivery(
-            event.event_id, using, event.last_received_at
-        ):
-            found = Found.COUNTED
-    else:
-        event.save(force_insert=True, using=using)
-        return Found.INSERTED
+    if connection.vendor == "postgresql":
+        parts = None if signals.pre_save.has_listeners(Event) else _insert_parts(connection, event)
+        if parts is None:
+            found = _claim_and_count(connection, event)
+            if found is Found.INSERTED:
+                _save_new(event, using)
+            return found
+        return _claim_insert_or_count(connection, event, parts)
+    found = _count_or_find(connection, event)
     if found is Found.INSERTED:
-        event._state.adding, event._state.db = False, using
-        signals.post_save.send(
-            sender=Event, instance=event, created=True, update_fields=None, raw=False, using=using
-        )
+        _save_new(event, using)
     return found
+
+
+def needs_transaction(using: str) -> bool:
+    """Whether :func:`insert_or_count` runs more than one statement here, so that a caller
+    in autocommit (task mode) must wrap it in a transaction of its own."""
+    vendor = connections[using].vendor
+    return vendor != "postgresql" or signals.pre_save.has_listeners(Event)
+
+
+def claim(using: str, event_id: str) -> bool:
+    """On PostgreSQL, claim ``event_id`` for this transaction; False when another holds it.
+    Elsewhere always True (SQLite writes one transaction at a time)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [ADVISORY_LOCK_CLASS, event_id]
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def count_processed_redelivery(event_id: str, using: str, now: datetime) -> bool:
     """Count a redelivery of a processed event with one UPDATE; whether there was one.
 
-    It never waits on an attempt in flight. A first attempt's row is not committed as
-    processed, so the WHERE clause does not match it. A forced reprocess holds the
-    committed processed row's lock: on PostgreSQL the UPDATE skips the locked row (and the
-    slow path's NOWAIT lock answers ``IN_FLIGHT``); on SQLite it queues on the write lock.
-    One statement in autocommit: Django's ORM allows FOR UPDATE only inside a transaction,
-    which would cost a BEGIN and a COMMIT on every redelivery.
+    A first attempt's row is not committed as processed, so the WHERE clause does not
+    match it. On PostgreSQL the UPDATE skips a row another transaction has locked (a
+    forced reprocess, a redelivery counting itself): it never waits. On SQLite it waits
+    for the write lock, as every write does.
     """
     connection = connections[using]
     table, pk, event_id_column, status, deliveries, received = quoted_columns(
@@ -112,6 +135,56 @@ def count_processed_redelivery(event_id: str, using: str, now: datetime) -> bool
         return bool(cursor.rowcount)
 
 
+def _count_or_find(connection: BaseDatabaseWrapper, event: Event) -> Found:
+    """Not PostgreSQL: count the delivery on a processed row, in one UPDATE that also says
+    whether any row is stored (it touches a row that is not processed without changing
+    it). INSERTED: none is (where UPDATE ... RETURNING is missing, none is processed), the
+    caller inserts."""
+    returning = connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert
+    if not returning:  # SQLite before 3.35, and other databases
+        counted = count_processed_redelivery(
+            event.event_id, connection.alias, event.last_received_at
+        )
+        return Found.COUNTED if counted else Found.INSERTED
+    table, event_id, status, deliveries, received = quoted_columns(
+        connection, "event_id", "status", "deliveries", "last_received_at"
+    )
+    processed = f"{status} = %s"
+    sql = (
+        f"UPDATE {table} SET {deliveries} = {deliveries} + (CASE WHEN {processed} THEN 1 "  # noqa: S608
+        f"ELSE 0 END), {received} = (CASE WHEN {processed} THEN %s ELSE {received} END) "
+        f"WHERE {event_id} = %s RETURNING {status}"
+    )
+    received_at = _db_value(connection, event.last_received_at)
+    value = Status.PROCESSED.value
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value, value, received_at, event.event_id])
+        row = cursor.fetchone()
+    if row is None:
+        return Found.INSERTED
+    return Found.COUNTED if row[0] == Status.PROCESSED else Found.STORED
+
+
+def _save_new(event: Event, using: str) -> None:
+    """``event.save()`` as a new row; ``DatabaseError`` if the INSERT stored no row (a
+    trigger or rule of the project's discarded it)."""
+    try:
+        event.save(force_insert=True, using=using)
+    except TypeError as exc:
+        # Django reads the new row's id from the INSERT's RETURNING: no row, no id, and a
+        # TypeError from deep inside Django. Say what happened, unless it was not that.
+        if Event.objects.using(using).filter(event_id=event.event_id).exists():
+            raise
+        raise _discarded(event) from exc
+
+
+def _discarded(event: Event) -> DatabaseError:
+    return DatabaseError(
+        f"The INSERT of Klarefi event {event.event_id} stored no row (a trigger or rule on "
+        "the events table discarded it)."
+    )
+
+
 def quoted_columns(connection: BaseDatabaseWrapper, *names: str) -> list[str]:
     """The quoted table name, then the quoted columns of the Event fields ``names``."""
     options = Event._meta
@@ -120,67 +193,92 @@ def quoted_columns(connection: BaseDatabaseWrapper, *names: str) -> list[str]:
     return [quote(options.db_table), *columns]
 
 
-def _claim_insert_or_count(connection: BaseDatabaseWrapper, event: Event) -> Found:
-    columns, values, values_params = _insert_parts(connection, event)
-    table, pk, event_id, status, deliveries, received = quoted_columns(
-        connection, "id", "event_id", "status", "deliveries", "last_received_at"
-    )
+def _claim_insert_or_count(
+    connection: BaseDatabaseWrapper, event: Event, parts: _InsertParts
+) -> Found:
+    columns, values, values_params = parts
+    sql, params = _look_sql(connection, event)
+    [pk] = quoted_columns(connection, "id")[1:]
     # Each part runs on the statement's one snapshot; the UPDATE and the INSERT never meet
     # one row (the INSERT needs no row stored, the UPDATE one).
     sql = (
-        "WITH claim AS (SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS claimed, "  # noqa: S608
-        f"EXISTS (SELECT 1 FROM {table} WHERE {event_id} = %s) AS stored), "
-        f"counted AS (UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s "
-        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id} = %s AND {status} = %s "
-        f"FOR NO KEY UPDATE SKIP LOCKED) RETURNING {pk}), "
-        f"inserted AS ({columns} SELECT {values} FROM claim "
-        f"WHERE claimed AND NOT stored RETURNING {pk}) "
+        f"{sql}, inserted AS ({columns} SELECT {values} FROM claim "  # noqa: S608
+        f"WHERE claimed AND stored IS NULL RETURNING {pk}) "
         "SELECT claimed, stored, (SELECT * FROM counted), (SELECT * FROM inserted) FROM claim"
     )
-    key = event.event_id
-    received_at = _db_value(connection, event.last_received_at)
-    params: list[Any] = [ADVISORY_LOCK_CLASS, key, key, received_at, key, Status.PROCESSED.value]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *values_params])
         claimed, stored, counted, inserted = cursor.fetchone()
+    found = _found(claimed, stored, counted)
+    if found is Found.INSERTED:
+        if inserted is None:
+            # Claimed, nothing stored, yet no row: a trigger or rule of the project's
+            # discarded the INSERT. Not an event to answer 200 for.
+            raise _discarded(event)
+        event.pk = inserted
+        event._state.adding, event._state.db = False, connection.alias
+        signals.post_save.send(
+            sender=Event,
+            instance=event,
+            created=True,
+            update_fields=None,
+            raw=False,
+            using=connection.alias,
+        )
+    return found
+
+
+def _claim_and_count(connection: BaseDatabaseWrapper, event: Event) -> Found:
+    """PostgreSQL: the claim, the look and the count, without the INSERT (INSERTED: the
+    caller inserts, holding the claim)."""
+    sql, params = _look_sql(connection, event)
+    with connection.cursor() as cursor:
+        sql += " SELECT claimed, stored, (SELECT * FROM counted) FROM claim"
+        cursor.execute(sql, params)
+        return _found(*cursor.fetchone())
+
+
+def _look_sql(connection: BaseDatabaseWrapper, event: Event) -> tuple[str, list[Any]]:
+    """The ``WITH`` part of PostgreSQL's statement: ``claim`` (claimed, and the stored
+    row's status or NULL) and ``counted`` (the id of a processed row it counted)."""
+    table, pk, event_id, status, deliveries, received = quoted_columns(
+        connection, "id", "event_id", "status", "deliveries", "last_received_at"
+    )
+    sql = (
+        "WITH claim AS (SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS claimed, "  # noqa: S608
+        f"(SELECT {status} FROM {table} WHERE {event_id} = %s) AS stored), "
+        f"counted AS (UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s "
+        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id} = %s AND {status} = %s "
+        f"FOR NO KEY UPDATE SKIP LOCKED) RETURNING {pk})"
+    )
+    key, received_at = event.event_id, _db_value(connection, event.last_received_at)
+    return sql, [ADVISORY_LOCK_CLASS, key, key, received_at, key, Status.PROCESSED.value]
+
+
+def _found(claimed: bool, stored: str | None, counted: int | None) -> Found:
     if counted is not None:
         return Found.COUNTED
-    if stored:
+    if stored == Status.PROCESSED:
+        return Found.LOCKED
+    if stored is not None:
         return Found.STORED
-    if not claimed:
-        return Found.BUSY
-    event.pk = inserted
-    return Found.INSERTED
+    return Found.INSERTED if claimed else Found.BUSY
 
 
-def _insert_unless_stored(connection: BaseDatabaseWrapper, event: Event) -> Found:
-    columns, values, params = _insert_parts(connection, event)
-    [_, pk, event_id] = quoted_columns(connection, "id", "event_id")
-    # ON CONFLICT names the event id's unique index: a violation of any other constraint
-    # still raises (INSERT OR IGNORE, Django's ignore_conflicts, would hide it).
-    sql = f"{columns} VALUES ({values}) ON CONFLICT ({event_id}) DO NOTHING RETURNING {pk}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return Found.STORED
-    event.pk = row[0]
-    return Found.INSERTED
-
-
-def _insert_parts(connection: BaseDatabaseWrapper, event: Event) -> tuple[str, str, list[Any]]:
+def _insert_parts(
+    connection: BaseDatabaseWrapper, event: Event
+) -> tuple[str, str, list[Any]] | None:
     """``INSERT INTO table (columns)``, the values' placeholders and their parameters, as
-    Django's ``InsertQuery`` compiles them for ``event`` (after sending ``pre_save``)."""
-    signals.pre_save.send(
-        sender=Event, instance=event, raw=False, using=connection.alias, update_fields=None
-    )
+    Django's ``InsertQuery`` compiles them for ``event``; None if the SQL is not of the
+    one-row ``... VALUES (...)`` shape this module builds on (then the INSERT is a
+    statement of its own)."""
     fields = [field for field in Event._meta.local_concrete_fields if not field.primary_key]
     query = InsertQuery(Event)
     query.insert_values(fields, [event])
     [(sql, params)] = query.get_compiler(connection=connection).as_sql()
     columns, _, values = sql.partition(" VALUES ")
-    if not (values.startswith("(") and values.endswith(")")):  # pragma: no cover
-        raise DatabaseError(f"Unexpected INSERT from Django's compiler: {sql}")
+    if not (columns.startswith("INSERT INTO ") and values[:1] == "(" and values[-1:] == ")"):
+        return None
     return columns, values[1:-1], list(params)
 
 

@@ -8,20 +8,32 @@ ends, which these tests only do after the answer came.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import django
 import pytest
 from django.db import connection, connections
+from django.db.models.signals import post_save, pre_save
+from django.test import override_settings
+from django.utils import timezone
 
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event
-from django_klarefi.storing import ADVISORY_LOCK_CLASS
+from django_klarefi.storing import ADVISORY_LOCK_CLASS, _insert_parts
 from django_klarefi.testing import post_event
 from tests.testapp.models import EventNote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+DUMMY_BACKEND = (
+    "django.tasks.backends.dummy.DummyBackend"
+    if django.VERSION >= (6, 0)
+    else "django_tasks.backends.dummy.DummyBackend"
+)
 
 
 def case_completed(event_id="evt_lock", **extra):
@@ -59,6 +71,24 @@ def test_a_row_pointing_at_the_event_does_not_block_redeliveries(client, handler
     assert (event.deliveries, event.attempts) == (2, 2)
 
 
+def backends_waiting_on_a_lock() -> int:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def wait_for(condition, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def claim_held(event_id):
     return ("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ADVISORY_LOCK_CLASS, event_id])
 
@@ -83,15 +113,21 @@ def test_a_processed_event_claimed_elsewhere_is_counted_not_409(client, handlers
     assert Event.objects.get().deliveries == 2
 
 
-def test_a_row_being_updated_elsewhere_does_not_block_a_redelivery(client, handlers):
+@pytest.mark.parametrize("processing", ["sync", "task"])
+def test_a_row_being_updated_elsewhere_does_not_block_a_redelivery(client, handlers, processing):
     # A receiver that saves its event during a forced reprocess leaves the row updated
-    # (not only locked) in an open transaction; a redelivery's INSERT would wait on it.
+    # (not only locked) in an open transaction; a redelivery's INSERT would wait on it. In
+    # task mode too: its statement claims the id as sync mode's does.
     post_event(client, case_completed())
+    tasks = {"KLAREFI_PROCESSING": "task", "TASKS": {"default": {"BACKEND": DUMMY_BACKEND}}}
+    stack = contextlib.ExitStack()
+    if processing == "task":
+        stack.enter_context(override_settings(**tasks))
     update = (
         "UPDATE django_klarefi_event SET error = 'being saved' WHERE event_id = %s",
         ["evt_lock"],
     )
-    with open_transaction(update):
+    with stack, open_transaction(update):
         response = post_event(client, case_completed())
     assert response.status_code == 409
     assert response.json()["status"] == "in_flight"
@@ -160,8 +196,9 @@ def test_a_row_committed_after_the_delivery_looked_is_counted_on(client, handler
                 ["evt_late"],
             )
         thread.start()
-        thread.join(timeout=1)
-        assert thread.is_alive()  # waiting on the unique index, as any INSERT would
+        # The delivery's statement waits on the unique index (for the other transaction),
+        # as any INSERT would; only then does the other commit.
+        assert wait_for(lambda: backends_waiting_on_a_lock() == 1)
         other.commit()
         thread.join(timeout=30)
     finally:
@@ -172,3 +209,132 @@ def test_a_row_committed_after_the_delivery_looked_is_counted_on(client, handler
     event = Event.objects.get()
     assert (event.deliveries, event.attempts, event.payload) == (2, 1, {})
     assert handlers.calls == []
+
+
+def test_a_409_sends_no_save_signals(client, handlers):
+    # With a pre_save receiver the INSERT is a statement of its own, after the claim: a
+    # delivery that inserts nothing sends neither signal.
+    sent = []
+
+    def record(sender, **kwargs):
+        sent.append(kwargs["signal"])
+
+    pre_save.connect(record, sender=Event, weak=False)
+    post_save.connect(record, sender=Event, weak=False)
+    try:
+        with open_transaction(claim_held("evt_lock")):
+            response = post_event(client, case_completed())
+    finally:
+        pre_save.disconnect(record, sender=Event)
+        post_save.disconnect(record, sender=Event)
+    assert response.status_code == 409
+    assert sent == []
+
+
+def test_djangos_insert_has_the_shape_the_one_statement_builds_on():
+    # storing builds its one statement from Django's compiled one-row INSERT; were its
+    # shape to change in a Django release, the INSERT would become a statement of its own
+    # (correct, one round trip dearer). This pins the shape on every Django tox runs.
+    now = timezone.now()
+    event = Event(event_id="evt_shape", event_type="case.completed", payload={},
+                  received_at=now, last_received_at=now)  # fmt: skip
+    parts = _insert_parts(connection, event)
+    assert parts is not None
+    columns, values, params = parts
+    assert columns.startswith('INSERT INTO "django_klarefi_event" ("event_id", ')
+    assert values == ", ".join(["%s"] * len(params))
+
+
+def test_a_failure_is_left_to_the_delivery_that_holds_the_claim(client, handlers):
+    # The first delivery's handler fails; by the time its failure record would insert the
+    # row, a redelivery has claimed the id (and, in life, inserted its own row, whose
+    # INSERT would make this one wait for its handlers). The failure is left to it.
+    claimed, release = threading.Event(), threading.Event()
+    main_connection = connection
+
+    def take_the_claim_when_released():
+        holder = main_connection.copy()
+        holder.set_autocommit(False)
+        try:
+            with holder.cursor() as cursor:  # waits until the first delivery rolls back
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    [ADVISORY_LOCK_CLASS, "evt_lock"],
+                )
+            claimed.set()
+            release.wait(timeout=30)
+        finally:
+            holder.rollback()
+            holder.close()
+
+    waiter = threading.Thread(target=take_the_claim_when_released)
+
+    def fail_once_the_claim_is_awaited(event):
+        waiter.start()
+        assert wait_for(lambda: backends_waiting_on_a_lock() == 1)
+        raise RuntimeError("handler failed")
+
+    handlers.on_call = fail_once_the_claim_is_awaited
+    try:
+        response = post_event(client, case_completed())
+        assert claimed.wait(timeout=30)
+    finally:
+        release.set()
+        waiter.join(timeout=30)
+    assert response.status_code == 500
+    assert response.json()["status"] == "failed"
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("processing", ["sync", "task"])
+def test_a_pre_save_receiver_runs_while_the_claim_is_held(client, handlers, processing):
+    # With a pre_save receiver the INSERT is save(), after the claim's statement: in task
+    # mode too, both are in one transaction, so the claim still covers the INSERT.
+    held = []
+
+    def count_claims(sender, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid() AND classid = %s",
+                [ADVISORY_LOCK_CLASS],
+            )
+            held.append(cursor.fetchone()[0])
+
+    tasks = {"KLAREFI_PROCESSING": "task", "TASKS": {"default": {"BACKEND": DUMMY_BACKEND}}}
+    pre_save.connect(count_claims, sender=Event, weak=False)
+    try:
+        with override_settings(**tasks) if processing == "task" else contextlib.nullcontext():
+            response = post_event(client, case_completed())
+    finally:
+        pre_save.disconnect(count_claims, sender=Event)
+    assert response.status_code in (200, 202)
+    assert held == [1]
+
+
+def test_a_processed_row_locked_for_a_moment_is_counted_again_not_409(client, handlers):
+    # Two redeliveries at once: the other one's count holds the row's lock until its
+    # COMMIT. This one's statement skips the locked row; it counts again (in autocommit)
+    # before its NOWAIT lock would answer 409. Here the other commits just before that.
+    post_event(client, case_completed())
+    other = connection.copy()
+    other.set_autocommit(False)
+    with other.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM django_klarefi_event WHERE event_id = %s FOR NO KEY UPDATE",
+            ["evt_lock"],
+        )
+
+    def commit_the_other_before_the_recount(execute, sql, params, many, context):
+        if sql.startswith("UPDATE") and not context["connection"].in_atomic_block:
+            other.commit()
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(commit_the_other_before_the_recount):
+            response = post_event(client, case_completed())
+    finally:
+        other.rollback()
+        other.close()
+    assert (response.status_code, response.json()["status"]) == (200, "already_processed")
+    assert Event.objects.get().deliveries == 2

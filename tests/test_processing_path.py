@@ -389,32 +389,34 @@ def test_a_failure_whose_message_quotes_nul_text_is_stored(client, handlers):
     assert event.payload["text"] == "page\x001"
 
 
-def test_a_new_event_sends_the_models_save_signals_once(client, handlers):
-    # On PostgreSQL the row is written by one statement of the library's own, not
-    # Model.save(): pre_save and post_save are still sent, as save() sends them.
+@pytest.mark.parametrize("connected", [("pre_save", "post_save"), ("post_save",)])
+def test_save_signals_are_sent_for_the_insert_only(client, handlers, connected):
+    # The row is written by a statement of the library's own, not Model.save() (on
+    # PostgreSQL; with a pre_save receiver connected, the INSERT is one of its own): the
+    # signals are still sent, as save() sends them, and only when a row is inserted.
     sent = []
+    signals = {"pre_save": pre_save, "post_save": post_save}
 
-    def record(name, kwargs):
-        sent.append((name, kwargs.get("created"), kwargs["instance"].pk is not None))
+    def receiver(name):
+        def record(sender, **kwargs):
+            sent.append((name, kwargs.get("created"), kwargs["instance"].pk is not None))
 
-    def on_pre_save(sender, **kwargs):
-        record("pre_save", kwargs)
+        return record
 
-    def on_post_save(sender, **kwargs):
-        record("post_save", kwargs)
-
-    pre_save.connect(on_pre_save, sender=Event, weak=False)
-    post_save.connect(on_post_save, sender=Event, weak=False)
+    receivers = {name: receiver(name) for name in connected}
+    for name, function in receivers.items():
+        signals[name].connect(function, sender=Event, weak=False)
     try:
         post_event(client, case_completed())
         new = list(sent)
         sent.clear()
-        post_event(client, case_completed())  # a redelivery: no row is created
+        post_event(client, case_completed())  # a redelivery: nothing is inserted
     finally:
-        pre_save.disconnect(on_pre_save, sender=Event)
-        post_save.disconnect(on_post_save, sender=Event)
-    assert new == [("pre_save", None, False), ("post_save", True, True)]
-    assert ("post_save", True, True) not in sent
+        for name, function in receivers.items():
+            signals[name].disconnect(function, sender=Event)
+    expected = {"pre_save": ("pre_save", None, False), "post_save": ("post_save", True, True)}
+    assert new == [expected[name] for name in connected]
+    assert sent == []
     assert Event.objects.get().deliveries == 2
 
 
@@ -454,3 +456,68 @@ def test_another_constraints_violation_is_not_taken_for_a_stored_event(client, h
     assert "no_forbidden_case" in record.exc_text
     assert not Event.objects.exists()
     assert handlers.calls == []
+
+
+@contextlib.contextmanager
+def insert_discarding_trigger():
+    """A trigger of the project's own that silently discards every INSERT of an event."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION discard_event() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RETURN NULL; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER discard_event BEFORE INSERT ON django_klarefi_event "
+                "FOR EACH ROW EXECUTE FUNCTION discard_event()"
+            )
+            undo = [
+                "DROP TRIGGER discard_event ON django_klarefi_event",
+                "DROP FUNCTION discard_event()",
+            ]
+        else:
+            cursor.execute(
+                "CREATE TRIGGER discard_event BEFORE INSERT ON django_klarefi_event "
+                "BEGIN SELECT RAISE(IGNORE); END"
+            )
+            undo = ["DROP TRIGGER discard_event"]
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            for statement in undo:
+                cursor.execute(statement)
+
+
+def test_an_insert_discarded_by_a_trigger_is_a_logged_500_not_a_200(client, handlers, caplog):
+    # Nothing stored, so nothing may be answered 2xx, and no handler may run as if it was.
+    with insert_discarding_trigger(), caplog.at_level(logging.ERROR, logger="django_klarefi"):
+        response = post_event(client, case_completed())
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error"}
+    assert [r.levelname for r in caplog.records if r.name == "django_klarefi"] == ["ERROR"]
+    assert not Event.objects.exists()
+    assert handlers.calls == []
+
+
+def test_a_failed_events_redelivery_tries_no_insert(client, handlers):
+    # The stored row is failed, not processed: the delivery runs it again (an UPDATE of the
+    # row, with its save signals), but never tries, and rolls back, an INSERT of it.
+    handlers.fail_with = RuntimeError("first attempt fails")
+    post_event(client, case_completed())
+    handlers.fail_with = None
+    inserts = []
+
+    def record(sender, instance, update_fields=None, **kwargs):
+        if update_fields is None:
+            inserts.append(instance.event_id)
+
+    pre_save.connect(record, sender=Event, weak=False)
+    try:
+        response = post_event(client, case_completed())
+    finally:
+        pre_save.disconnect(record, sender=Event)
+    assert response.json()["status"] == "processed"
+    assert inserts == []
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.deliveries) == ("processed", 2, 2)
