@@ -214,12 +214,41 @@ def test_deletes_in_batches_of_batch_size_without_loading_ids():
     # EventNote points at Event with a cascading foreign key, so Django reads the batch's
     # keys (never more than the batch, chosen by the LIMIT subquery) to delete the notes
     # first. The payloads are never read.
+    # Each batch also reads one timestamp, its last received_at, where the next begins.
     selects = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
     fetches = [sql for sql in selects if "COUNT(" not in sql.upper()]
-    assert len(fetches) == 10
-    assert all(sql.startswith(f'SELECT "{table}"."id" FROM "{table}"') for sql in fetches)
-    assert all("LIMIT 10" in sql for sql in fetches)
+    keys = [sql for sql in fetches if sql.startswith(f'SELECT "{table}"."id" FROM "{table}"')]
+    edges = [sql for sql in fetches if sql.startswith(f'SELECT "{table}"."received_at" AS')]
+    assert (len(keys), len(edges), len(fetches)) == (10, 10, 20)
+    assert all("LIMIT 10" in sql for sql in keys)
+    assert all(re.search(r"LIMIT 1 OFFSET 9\b", sql) for sql in edges)
     assert not any('"payload"' in sql for sql in selects)
+
+
+def test_each_batch_starts_where_the_last_ended_ties_included():
+    # 25 events in 5 groups of equal received_at, 4 per batch: a batch boundary falls
+    # inside groups; none is skipped or deleted twice, and only the first batch's scan
+    # starts at the oldest end (the deleted rows' index entries stay until VACUUM).
+    received = timezone.now() - timedelta(days=100)
+    Event.objects.bulk_create(
+        Event(
+            event_id=f"evt_tie_{number}",
+            event_type="case.completed",
+            payload={},
+            status=Status.PROCESSED,
+            received_at=received - timedelta(seconds=number // 5),
+            last_received_at=received,
+        )
+        for number in range(25)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        output = prune("--older-than", "90d", "--batch-size", "4")
+    assert left() == {}
+    assert "Deleted 25 events" in output
+    table = Event._meta.db_table
+    keys = [q["sql"] for q in queries if q["sql"].startswith(f'SELECT "{table}"."id" FROM')]
+    assert '"received_at" >=' not in keys[0]
+    assert all('"received_at" >=' in sql for sql in keys[1:])
 
 
 def test_batch_size_larger_than_the_rows_deletes_in_one_batch():

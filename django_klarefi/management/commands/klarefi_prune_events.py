@@ -85,11 +85,11 @@ class Command(BaseCommand):
         deleted = batches = 0
         with for_command(self, total, options, description="prune") as progress:
             for status in statuses:
-                remaining = counts[status]
+                remaining, floor = counts[status], None
                 # Until the rows counted above are gone: rows that age past the cutoff
                 # during the run wait for the next one. A short batch means none are left.
                 while remaining > 0:
-                    count = _delete_batch(status, before, batch_size)
+                    count, floor = _delete_batch(status, before, batch_size, floor)
                     if not count:
                         break
                     batches += 1
@@ -114,8 +114,11 @@ def _old(status: str, before: datetime) -> QuerySet[Event]:
     return Event.objects.filter(status=status, received_at__lt=before)
 
 
-def _delete_batch(status: str, before: datetime, batch_size: int) -> int:
-    """Delete up to ``batch_size`` of the oldest matching events in one transaction.
+def _delete_batch(
+    status: str, before: datetime, batch_size: int, floor: datetime | None
+) -> tuple[int, datetime | None]:
+    """Delete up to ``batch_size`` of the oldest matching events received at or after
+    ``floor``, in one transaction; the count, and the next batch's floor.
 
     One ``DELETE ... WHERE id IN (SELECT id ... LIMIT n)``: the rows are chosen by the
     database along the (status, received_at) index, and no ids come back to Python, unless
@@ -123,9 +126,18 @@ def _delete_batch(status: str, before: datetime, batch_size: int) -> int:
     batch's keys (and only them) to delete the rows that point at it first. The
     outer filter repeats the conditions, so a row whose status changed meanwhile (a
     concurrent reprocess) is re-checked and left alone.
+
+    The floor is the last received_at of the batch before (ties included, as ``>=``): each
+    batch's scan starts there, instead of walking again over the index entries of every
+    row deleted so far (they stay in the index until VACUUM), which made each batch slower
+    than the one before it.
     """
     using = router.db_for_write(Event)
     oldest = _old(status, before).using(using).order_by("received_at")
+    if floor is not None:
+        oldest = oldest.filter(received_at__gte=floor)
+    # This batch's last received_at, found by the same short scan: the next floor.
+    last = list(oldest.values_list("received_at", flat=True)[batch_size - 1 : batch_size])
     batch: Iterable[int] = oldest.values_list("pk", flat=True)[:batch_size]
     if not connections[using].features.allow_sliced_subqueries_with_in:
         # MySQL cannot LIMIT inside IN (...): fetch this one batch of ids instead.
@@ -135,7 +147,7 @@ def _delete_batch(status: str, before: datetime, batch_size: int) -> int:
     doomed = _old(status, before).using(using).filter(pk__in=batch).only("pk")
     with transaction.atomic(using=using):
         deleted, _ = doomed.delete()
-    return deleted
+    return deleted, last[0] if last else floor
 
 
 def _cutoff(older_than: timedelta | None) -> datetime:
