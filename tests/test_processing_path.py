@@ -421,34 +421,69 @@ def test_save_signals_are_sent_for_the_insert_only(client, handlers, connected):
 
 
 @contextlib.contextmanager
-def forbidden_case_constraint():
-    """A constraint of the project's own on the events table: no case_id 'forbidden'."""
+def schema_of_the_projects_own(*, postgresql: tuple[list[str], list[str]],
+                               sqlite: tuple[list[str], list[str]]):  # fmt: skip
+    """Run this database's (statements, undo statements) around the block: a constraint
+    or trigger a project has added to the events table."""
+    statements, undo = postgresql if connection.vendor == "postgresql" else sqlite
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "ALTER TABLE django_klarefi_event ADD CONSTRAINT no_forbidden_case "
-                "CHECK (case_id <> 'forbidden')"
-            )
-            undo = "ALTER TABLE django_klarefi_event DROP CONSTRAINT no_forbidden_case"
-        else:
-            cursor.execute(
-                "CREATE TRIGGER no_forbidden_case BEFORE INSERT ON django_klarefi_event "
-                "WHEN NEW.case_id = 'forbidden' BEGIN SELECT RAISE(ABORT, 'no_forbidden_case'); END"
-            )
-            undo = "DROP TRIGGER no_forbidden_case"
+        for statement in statements:
+            cursor.execute(statement)
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(undo)
+            for statement in undo:
+                cursor.execute(statement)
+
+
+# No case_id 'forbidden': a CHECK on PostgreSQL, a trigger that aborts on SQLite.
+FORBIDDEN_CASE = {
+    "postgresql": (
+        [
+            "ALTER TABLE django_klarefi_event ADD CONSTRAINT no_forbidden_case "
+            "CHECK (case_id <> 'forbidden')"
+        ],
+        ["ALTER TABLE django_klarefi_event DROP CONSTRAINT no_forbidden_case"],
+    ),
+    "sqlite": (
+        [
+            "CREATE TRIGGER no_forbidden_case BEFORE INSERT ON django_klarefi_event "
+            "WHEN NEW.case_id = 'forbidden' BEGIN SELECT RAISE(ABORT, 'no_forbidden_case'); END"
+        ],
+        ["DROP TRIGGER no_forbidden_case"],
+    ),
+}
+
+# Every INSERT of an event silently discarded.
+DISCARDED_INSERTS = {
+    "postgresql": (
+        [
+            "CREATE FUNCTION discard_event() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN NULL; END $$",
+            "CREATE TRIGGER discard_event BEFORE INSERT ON django_klarefi_event "
+            "FOR EACH ROW EXECUTE FUNCTION discard_event()",
+        ],
+        ["DROP TRIGGER discard_event ON django_klarefi_event", "DROP FUNCTION discard_event()"],
+    ),
+    "sqlite": (
+        [
+            "CREATE TRIGGER discard_event BEFORE INSERT ON django_klarefi_event "
+            "BEGIN SELECT RAISE(IGNORE); END"
+        ],
+        ["DROP TRIGGER discard_event"],
+    ),
+}
 
 
 @pytest.mark.django_db(transaction=True)
 def test_another_constraints_violation_is_not_taken_for_a_stored_event(client, handlers, caplog):
-    # The INSERT skips only a stored event id (ON CONFLICT on that index, on SQLite; the
-    # claim's look, on PostgreSQL): any other constraint still fails, and is a logged 500,
-    # not a 409 that Klarefi would retry forever, nor a silent 200.
-    with forbidden_case_constraint(), caplog.at_level(logging.ERROR, logger="django_klarefi"):
+    # Only a stored event id is a redelivery: any other constraint's violation at the
+    # INSERT is a logged 500, not a 409 that Klarefi would retry forever, nor a silent 200.
+    with (
+        schema_of_the_projects_own(**FORBIDDEN_CASE),
+        caplog.at_level(logging.ERROR, logger="django_klarefi"),
+    ):
         response = post_event(client, case_completed(case_id="forbidden"))
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error"}
@@ -458,40 +493,12 @@ def test_another_constraints_violation_is_not_taken_for_a_stored_event(client, h
     assert handlers.calls == []
 
 
-@contextlib.contextmanager
-def insert_discarding_trigger():
-    """A trigger of the project's own that silently discards every INSERT of an event."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "CREATE FUNCTION discard_event() RETURNS trigger LANGUAGE plpgsql "
-                "AS $$ BEGIN RETURN NULL; END $$"
-            )
-            cursor.execute(
-                "CREATE TRIGGER discard_event BEFORE INSERT ON django_klarefi_event "
-                "FOR EACH ROW EXECUTE FUNCTION discard_event()"
-            )
-            undo = [
-                "DROP TRIGGER discard_event ON django_klarefi_event",
-                "DROP FUNCTION discard_event()",
-            ]
-        else:
-            cursor.execute(
-                "CREATE TRIGGER discard_event BEFORE INSERT ON django_klarefi_event "
-                "BEGIN SELECT RAISE(IGNORE); END"
-            )
-            undo = ["DROP TRIGGER discard_event"]
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            for statement in undo:
-                cursor.execute(statement)
-
-
 def test_an_insert_discarded_by_a_trigger_is_a_logged_500_not_a_200(client, handlers, caplog):
     # Nothing stored, so nothing may be answered 2xx, and no handler may run as if it was.
-    with insert_discarding_trigger(), caplog.at_level(logging.ERROR, logger="django_klarefi"):
+    with (
+        schema_of_the_projects_own(**DISCARDED_INSERTS),
+        caplog.at_level(logging.ERROR, logger="django_klarefi"),
+    ):
         response = post_event(client, case_completed())
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error"}
