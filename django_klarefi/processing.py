@@ -173,12 +173,11 @@ def _store_new(event: Event, using: str, now: datetime, enqueue: Enqueue | None)
             insert=True,
             delivered=True,
         )
-    # Queued: on PostgreSQL the one statement is all, in autocommit: no BEGIN/COMMIT pair,
-    # the claim lasts the statement, and on_commit enqueues at once. Where the count and
-    # the INSERT are two statements (SQLite; a pre_save receiver), they share a
-    # transaction. Inside a caller's transaction, a savepoint keeps a duplicate's
-    # IntegrityError from breaking it.
-    atomic = connections[using].in_atomic_block or needs_transaction(using)
+    # Queued: in autocommit, no BEGIN/COMMIT pair: on PostgreSQL the one statement (its
+    # claim lasts the statement), on SQLite the count then the INSERT; on_commit enqueues
+    # at once. With a pre_save receiver, in a transaction (see needs_transaction). Inside a
+    # caller's transaction, a savepoint keeps a duplicate's IntegrityError from breaking it.
+    atomic = connections[using].in_atomic_block or needs_transaction()
     try:
         with transaction.atomic(using=using) if atomic else nullcontext():
             counted = _insert(event, using)

@@ -94,11 +94,14 @@ def insert_or_count(using: str, event: Event) -> Found:
     return found
 
 
-def needs_transaction(using: str) -> bool:
-    """Whether :func:`insert_or_count` runs more than one statement here, so that a caller
-    in autocommit (task mode) must wrap it in a transaction of its own."""
-    vendor = connections[using].vendor
-    return vendor != "postgresql" or signals.pre_save.has_listeners(Event)
+def needs_transaction() -> bool:
+    """Whether a caller in autocommit (task mode) must wrap :func:`insert_or_count` in a
+    transaction of its own: when a ``pre_save`` receiver runs before an INSERT that may
+    still fail (its writes must not outlive it), and, on PostgreSQL, the claim must cover
+    that INSERT. Otherwise each of its statements stands alone: on SQLite the count, then
+    the INSERT, each in autocommit (a race between them ends in the INSERT's
+    ``IntegrityError``, and the delivery is counted then)."""
+    return signals.pre_save.has_listeners(Event)
 
 
 def claim(using: str, event_id: str) -> bool:
