@@ -174,11 +174,14 @@ def _save_new(event: Event, using: str) -> None:
     try:
         event.save(force_insert=True, using=using)
     except TypeError as exc:
-        # Django reads the new row's id from the INSERT's RETURNING: no row, no id, and a
-        # TypeError from deep inside Django. Say what happened, unless it was not that.
+        # Django reads the new row's id from the INSERT's RETURNING: no row, no id. Django
+        # 5.2 then raises a TypeError from deep inside; say what happened, unless it was
+        # not that.
         if Event.objects.using(using).filter(event_id=event.event_id).exists():
             raise
         raise _discarded(event) from exc
+    if event.pk is None:  # Django 6.x leaves the id unset instead
+        raise _discarded(event)
 
 
 def _discarded(event: Event) -> DatabaseError:
