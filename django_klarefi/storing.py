@@ -271,9 +271,7 @@ def _found(claimed: bool, stored: str | None, counted: int | None) -> Found:
     return Found.INSERTED if claimed else Found.BUSY
 
 
-def _insert_parts(
-    connection: BaseDatabaseWrapper, event: Event
-) -> tuple[str, str, list[Any]] | None:
+def _insert_parts(connection: BaseDatabaseWrapper, event: Event) -> _InsertParts | None:
     """``INSERT INTO table (columns)``, the values' placeholders and their parameters, as
     Django's ``InsertQuery`` compiles them for ``event``; None if the SQL is not of the
     one-row ``... VALUES (...)`` shape this module builds on (then the INSERT is a
