@@ -1,48 +1,116 @@
 """One attempt at an event's handlers: the one place where handlers run.
 
-:func:`run_attempt` runs the handlers in one transaction and records what became of them,
-failures up to and including the COMMIT included. ``processing`` calls it for a new event
-and for a stored one; it knows nothing else about where the event came from.
+:func:`run_attempt` opens the attempt in a transaction (a first delivery's INSERT, or a
+stored event's lock), decides its bookkeeping in an
+:class:`~django_klarefi.records.AttemptRecord`, sends the event's signals, writes the
+record, and commits. It returns what it found: a :class:`~django_klarefi.outcomes.Result`,
+or, for a first delivery that found its event id stored, what
+:func:`~django_klarefi.storing.insert_or_count` found. ``processing`` decides what follows.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from django.db import IntegrityError, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from django_klarefi.locks import EventLocked, lock_event
+from django_klarefi.locks import Lock, bound_idle_time, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
+from django_klarefi.payloads import event_fields
+from django_klarefi.records import (
+    AttemptRecord,
+    error_text,
+    safe_text,
+    write_failure,
+    write_success,
+)
 from django_klarefi.signals import EVENT_SIGNALS, event_received
-from django_klarefi.storing import claim
+from django_klarefi.signature import parse_payload
+from django_klarefi.storing import Found, SaveSignalFailed, insert_or_count
 
-__all__ = ["AlreadyStored", "EventMissing", "run_attempt", "send_event_signals"]
+__all__ = [
+    "Conflict",
+    "FirstDelivery",
+    "StoredEvent",
+    "enqueue_event",
+    "fail_first_delivery",
+    "run_attempt",
+    "send_event_signals",
+]
 
 logger = logging.getLogger("django_klarefi")
 
 Status = Event.Status
 
+#: Enqueues an event's processing; called after the event's row commits.
+Enqueue = Callable[[Event], None]
 
-class AlreadyStored(Exception):
-    """A new event's INSERT found the event id stored.
 
-    ``counting_tried``: counting a processed event's redelivery was tried and found no
-    processed row to count, so that need not be tried again.
+@dataclass(frozen=True)
+class FirstDelivery:
+    """A verified delivery to insert as a new event: its columns (``fields``, from
+    :func:`~django_klarefi.payloads.event_fields`), its body, and when it arrived."""
+
+    fields: dict[str, Any]
+    raw_body: bytes
+    signed_at: int
+    delivered_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return str(self.fields["event_id"])
+
+    def new_event(self) -> Event:
+        """The unsaved row, before any attempt: pending, one delivery."""
+        at = self.delivered_at
+        return Event(**self.fields, deliveries=1, received_at=at, last_received_at=at)
+
+    def pristine_event(self) -> Event:
+        """:meth:`new_event` built again from the body, for a failure record: nothing a
+        receiver did to its object, or to the payload it shares, is stored."""
+        fields = event_fields(parse_payload(self.raw_body), self.raw_body, self.signed_at)
+        return replace(self, fields=fields).new_event()
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """Lock a stored event and run its handlers (or queue them, with ``enqueue``).
+
+    ``delivered_at``: the time of a redelivery to count on it. ``force``: run a processed
+    event again (a reprocess; never for a delivery).
     """
 
-    def __init__(self, error: IntegrityError | None = None, *, counting_tried: bool = False):
-        self.error = error
-        self.counting_tried = counting_tried
+    event_id: str
+    delivered_at: datetime | None = None
+    force: bool = False
+    enqueue: Enqueue | None = None
 
 
-class EventMissing(Exception):
-    """A stored event's row is gone (deleted meanwhile)."""
+@dataclass(frozen=True)
+class Conflict:
+    """A first delivery's INSERT hit a unique constraint: the event id was stored by
+    another transaction after the look, or another constraint of the project's refused
+    the row (``error``)."""
+
+    error: IntegrityError
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """An attempt under way: the object the receivers get, its record, and (for a
+    stored event) the row as it was locked, for a failure record should it vanish."""
+
+    event: Event
+    record: AttemptRecord
+    stored: Event | None
 
 
 def send_event_signals(event: Event) -> None:
@@ -56,32 +124,22 @@ def send_event_signals(event: Event) -> None:
     event_received.send(sender=Event, event=event)
 
 
-def run_attempt(
-    using: str,
-    *,
-    begin: Callable[[], Event | Result],
-    write: Callable[[Event], Result | None],
-    insert: bool,
-    delivered: bool,
-) -> Result:
-    """Run an event's handlers in one transaction: the one place where handlers run.
+def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Found | Conflict:
+    """Run one attempt at an event's handlers in one transaction, and record its outcome.
 
-    In the transaction: ``begin()`` gives the event (locked, or new), or a result that
-    ends the attempt before any handler runs. The success state is set on the event,
-    the signals are sent, and ``write`` writes the row: a new one (``insert``) before
-    the signals, so that it exists for the receivers (a result from that ``write`` ends
-    the attempt, committed, before any handler runs: a redelivery it counted instead); a
-    stored one after them, so that the row carries only a lock while receivers run (an
-    INSERT of the same id by another writer fails at once on a locked row, but would wait
-    on an updated one). Then COMMIT. Whatever raises after the attempt began (a receiver,
-    a query, or the COMMIT itself, as a deferred constraint does) rolls all of it back,
-    and the failure is recorded in a transaction of its own. An exception from an
-    ``on_commit`` callback, after a successful COMMIT, is logged and changes nothing.
+    In the transaction: the attempt opens (``_open``), the receivers run, the record is
+    written (``write_success``), COMMIT. Whatever raises once the attempt is open (a
+    receiver, of the event's signals or of ``Event``'s save signals, a query, the COMMIT
+    itself) rolls all of it back, and the failure is recorded in a transaction of its own
+    (``write_failure``), with a traceback that any column can store. ``SystemExit`` and
+    ``KeyboardInterrupt`` from a receiver are recorded the same way, then raised again:
+    the process stops as asked, and the event is stored, failed, to run again. An
+    exception from an ``on_commit`` callback, after a successful COMMIT, is logged and
+    changes nothing.
     """
     committed = False
-    event: Event | None = None
-    result: Result | None = None
-    before: tuple[int, datetime | None] = (0, None)  # the row's attempts and processed_at
+    opened: _Opened | None = None
+    ended: Result | Found | Conflict | None = None
 
     def mark_committed() -> None:
         nonlocal committed
@@ -92,149 +150,238 @@ def run_attempt(
             # First in the transaction's on_commit list: it runs, before any callback a
             # handler registers, only once the COMMIT has succeeded.
             transaction.on_commit(mark_committed, using=using)
-            begun = begin()
-            if isinstance(begun, Result):
-                result = begun
+            begun = _open(using, start)
+            if isinstance(begun, _Opened):
+                opened = begun
+                send_event_signals(opened.event)
+                _ensure_committable(using)
+                write_success(using, opened.record)
             else:
-                before = (begun.attempts, begun.processed_at)
-                begun.status, begun.error = Status.PROCESSED, ""
-                begun.processed_at = timezone.now()
-                begun.attempts += 1
-                if insert:
-                    result = write(begun)
-                if result is None:
-                    event = begun
-                    send_event_signals(event)
-                    _raise_if_doomed(using)
-                    if not insert:
-                        write(event)
-                    result = Result(Outcome.PROCESSED, event.event_id, event)
-    except (AlreadyStored, EventLocked, EventMissing):
-        raise
-    except Exception as exc:
-        if committed and result is not None:
+                ended = begun
+    except IntegrityError as exc:
+        if opened is None and isinstance(start, FirstDelivery):
+            return Conflict(exc)  # outside the except block's context, processing decides
+        return _failed(using, start, opened, exc)
+    except SaveSignalFailed as exc:
+        return _failed(using, start, _first_opened(start), exc.error)
+    except BaseException as exc:
+        if committed:
             # The COMMIT succeeded; a callback registered with on_commit raised after it.
-            if isinstance(exc, EnqueueFailed):
-                return Result(Outcome.NOT_QUEUED, result.event_id, result.event)
-            logger.exception(
-                "An on_commit callback raised after Klarefi event %s was committed as %s; "
-                "the event is not processed again for it.",
-                result.event_id,
-                result.outcome,
-            )
-            return result
-        if event is None:
+            return _after_commit(using, start, opened, ended, exc)
+        if opened is None:
             raise  # our own statements failed (the database is unavailable): nothing written
-        logger.exception(
-            "Processing Klarefi event %s (%s) failed; recording the failure.",
-            event.event_id,
-            event.event_type,
+        return _failed(using, start, opened, exc)
+    if opened is not None:
+        return Result(Outcome.PROCESSED, opened.record.event_id, opened.record.attempt)
+    assert ended is not None
+    return ended
+
+
+def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | Found:
+    """Open the attempt: what the receivers get and what will be recorded; or what ends
+    the attempt before any receiver runs."""
+    started_at = timezone.now()
+    if isinstance(start, FirstDelivery):
+        event = start.new_event()
+        found = insert_or_count(using, event)
+        if found is not Found.INSERTED:
+            return found
+        record = AttemptRecord(
+            pk=event.pk,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            attempt=1,
+            started_at=started_at,
+            deliveries=event.deliveries,
+            last_received_at=event.last_received_at,
+            delivered=True,
+            inserted=True,
         )
-        attempts, processed_at = before
-        return _record_failure(
-            event,
-            using,
-            traceback.format_exc(),
-            delivered=delivered,
-            attempts_before=attempts,
-            processed_at=processed_at,
+        return _Opened(_as_recorded(event, record), record, stored=None)
+
+    bound_idle_time(using)
+    row = lock_event(using, start.event_id)
+    if row is Lock.MISSING:
+        return Result(Outcome.MISSING, start.event_id)
+    if row is Lock.BUSY:
+        return Result(Outcome.IN_FLIGHT, start.event_id)
+    delivered_at = start.delivered_at
+    deliveries = row.deliveries + 1 if delivered_at is not None else row.deliveries
+    if (row.status == Status.PROCESSED and not start.force) or start.enqueue is not None:
+        if delivered_at is not None:
+            Event.objects.using(using).filter(pk=row.pk).update(
+                deliveries=deliveries, last_received_at=delivered_at
+            )
+        if row.status == Status.PROCESSED and not start.force:
+            return Result(Outcome.ALREADY_PROCESSED, start.event_id)
+        enqueue = start.enqueue
+        transaction.on_commit(lambda: enqueue_event(enqueue, row), using=using)
+        return Result(Outcome.QUEUED, start.event_id)
+    record = AttemptRecord(
+        pk=row.pk,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        attempt=row.attempts + 1,
+        started_at=started_at,
+        deliveries=deliveries,
+        last_received_at=delivered_at or row.last_received_at,
+        delivered=delivered_at is not None,
+        inserted=False,
+    )
+    return _Opened(_as_recorded(_detached(row), record), record, stored=row)
+
+
+def _as_recorded(event: Event, record: AttemptRecord) -> Event:
+    """Show the receivers ``event`` as the attempt will record it if they all succeed."""
+    for name, value in record.success_values().items():
+        setattr(event, name, value)
+    return event
+
+
+def _detached(row: Event) -> Event:
+    """A copy of the locked row for the receivers, with a payload of its own: the locked
+    row stays as stored, for a failure record should the row vanish meanwhile."""
+    copy = Event(**{field.attname: getattr(row, field.attname) for field in Event._meta.fields})
+    copy.payload = json.loads(json.dumps(row.payload))
+    copy._state.adding, copy._state.db = False, row._state.db
+    return copy
+
+
+def _first_opened(start: FirstDelivery | StoredEvent) -> _Opened:
+    """The attempt of a first delivery whose save signal failed: its record, to insert
+    the event as failed."""
+    assert isinstance(start, FirstDelivery)
+    event = start.pristine_event()
+    record = AttemptRecord(
+        pk=None,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        attempt=1,
+        started_at=timezone.now(),
+        deliveries=event.deliveries,
+        last_received_at=event.last_received_at,
+        delivered=True,
+        inserted=True,
+    )
+    return _Opened(event, record, stored=None)
+
+
+def fail_first_delivery(using: str, start: FirstDelivery, error: Exception) -> Result:
+    """Record a first delivery whose INSERT's save signal failed (task mode's INSERT,
+    outside any attempt): the event is stored as failed, with the traceback."""
+    return _failed(using, start, _first_opened(start), error)
+
+
+def _failed(
+    using: str, start: FirstDelivery | StoredEvent, opened: _Opened | None, exc: BaseException
+) -> Result:
+    """Record a failed attempt, then raise again an exception that asks the process to
+    stop (``SystemExit``, ``KeyboardInterrupt``): the failure is stored first."""
+    if opened is None:
+        raise exc
+    record = opened.record
+    # The class only: the exception's text can quote payload values (personal data),
+    # and the traceback, in full, is stored on the event.
+    logger.error(
+        "Processing Klarefi event %s (%s) failed with %s; the failure is recorded on the "
+        "event, to be run again.",
+        safe_text(record.event_id),
+        safe_text(record.event_type),
+        safe_text(type(exc).__qualname__),
+    )
+    new_row = start.pristine_event() if isinstance(start, FirstDelivery) else opened.stored
+    try:
+        result = write_failure(using, record, new_row, error_text(exc))
+    except BaseException as failure:
+        # Whoever logs this (the view) must not print the receiver's exception as its
+        # context: its text may quote payload values, or be unprintable.
+        failure.__suppress_context__ = True
+        logger.error(
+            "Klarefi event %s: its failure could not be recorded (%s); the delivery is "
+            "answered with an error, so Klarefi retries it.",
+            safe_text(record.event_id),
+            safe_text(type(failure).__qualname__),
         )
-    assert result is not None
+        raise
+    if not isinstance(exc, Exception):
+        raise exc
     return result
 
 
-def _raise_if_doomed(using: str) -> None:
-    """Raise if the receivers left the transaction unable to commit.
+def _after_commit(
+    using: str,
+    start: FirstDelivery | StoredEvent,
+    opened: _Opened | None,
+    ended: Result | Found | Conflict | None,
+    exc: BaseException,
+) -> Result | Found | Conflict:
+    if opened is not None:
+        result: Result | Found | Conflict = Result(
+            Outcome.PROCESSED, opened.record.event_id, opened.record.attempt
+        )
+    else:
+        assert ended is not None
+        result = ended
+    if isinstance(exc, EnqueueFailed) and isinstance(result, Result):
+        return Result(Outcome.NOT_QUEUED, result.event_id)
+    if not isinstance(exc, Exception):
+        raise exc
+    # With its traceback: it is stored nowhere else (the event is processed).
+    logger.error(
+        "An on_commit callback raised %s after Klarefi event %s was committed; the event "
+        "is not processed again for it.",
+        safe_text(type(exc).__qualname__),
+        safe_text(start.event_id),
+        exc_info=exc,
+    )
+    return result
+
+
+def _ensure_committable(using: str) -> None:
+    """Raise if the receivers left the transaction unable to commit, or ended it.
 
     A receiver that catches a database error without an atomic block of its own, or calls
     ``transaction.set_rollback(True)``, leaves a transaction that Django would roll back
     without a word at the end of the block (and on PostgreSQL a statement that failed
-    aborts the transaction even when the error was caught). The event would be answered
-    as processed and then be gone; this makes it a failure instead.
+    aborts the transaction even when the error was caught). A receiver that runs a raw
+    ``COMMIT`` or ``ROLLBACK`` ends the attempt's transaction: what follows would run
+    outside it, with no lock. Either way the event would be answered as processed with
+    its record lost or unguarded; this makes it a failure instead.
     """
     connection = connections[using]
+    if connection.needs_rollback or _database_transaction_state(connection) != "open":
+        raise TransactionManagementError(
+            "A receiver caught a database error, marked the transaction for rollback "
+            "(transaction.set_rollback), or ended it (a raw COMMIT or ROLLBACK), so the "
+            "event's writes cannot be committed with it. Put a statement that may fail in "
+            "a transaction.atomic() block of its own, and leave COMMIT to the attempt."
+        )
+
+
+def _database_transaction_state(connection: Any) -> str:
+    """``"open"``, ``"failed"`` or ``"none"``, as the database driver sees it."""
     raw = connection.connection
+    if connection.vendor == "sqlite":
+        return "open" if raw.in_transaction else "none"
     info = getattr(raw, "info", None)  # psycopg 3; psycopg2 has get_transaction_status()
     status = getattr(info, "transaction_status", None)
     if status is None and hasattr(raw, "get_transaction_status"):
         status = raw.get_transaction_status()
-    # 3 is INERROR, "in a failed transaction block", in psycopg 3 and psycopg2 alike.
-    if connection.needs_rollback or status == 3:
-        raise TransactionManagementError(
-            "A receiver caught a database error, or marked the transaction for rollback "
-            "(transaction.set_rollback), so the event's writes cannot be committed. Put a "
-            "statement that may fail in a transaction.atomic() block of its own."
+    # psycopg 3 and psycopg2 alike: 0 idle (no transaction), 3 in a failed transaction.
+    return {0: "none", 3: "failed"}.get(status, "open") if status is not None else "open"
+
+
+def enqueue_event(enqueue: Enqueue | None, event: Event) -> None:
+    """Call ``enqueue(event)`` after its row committed; :class:`EnqueueFailed`, logged,
+    when the task backend refuses it (the event stays pending)."""
+    assert enqueue is not None
+    try:
+        enqueue(event)
+    except Exception as exc:
+        logger.error(
+            "Could not enqueue Klarefi event %s (%s): %s; it stays pending.",
+            safe_text(event.event_id),
+            safe_text(event.event_type),
+            safe_text(type(exc).__qualname__),
         )
-
-
-def _record_failure(
-    event: Event,
-    using: str,
-    error: str,
-    *,
-    delivered: bool,
-    attempts_before: int,
-    processed_at: datetime | None,
-) -> Result:
-    """Write a failed attempt on ``event``'s row, in a transaction of its own.
-
-    The attempt's own writes were rolled back, the row with them if this was its first
-    delivery. The stored row counts the attempt (and the delivery); it is marked failed
-    with ``error`` unless another attempt, one that began after this one, succeeded
-    meanwhile (the row then has more attempts than this one saw, and is processed). A row
-    that does not exist (the first delivery's, or one deleted meanwhile) is inserted as
-    failed. A row locked by an attempt running right now is left to that attempt, and so
-    is an event id another delivery has claimed (PostgreSQL).
-    """
-    # No text column of PostgreSQL can hold U+0000, and a traceback may quote payload text.
-    error = error.replace("\x00", "\ufffd")
-    event.status, event.error, event.processed_at = Status.FAILED, error, processed_at
-    for _ in range(2):
-        try:
-            with transaction.atomic(using=using):
-                row = lock_event(using, event.event_id)
-                if row is not None:
-                    row.attempts += 1
-                    if delivered:
-                        row.deliveries += 1
-                        row.last_received_at = event.last_received_at
-                    if row.status != Status.PROCESSED or row.attempts - 1 <= attempts_before:
-                        row.status, row.error = Status.FAILED, error
-                    row.save(
-                        update_fields=[
-                            "status",
-                            "error",
-                            "attempts",
-                            "deliveries",
-                            "last_received_at",
-                        ],
-                        using=using,
-                    )
-                    return Result(Outcome.FAILED, event.event_id, row)
-        except EventLocked:
-            # Another attempt is running on the row: it records its own outcome.
-            return Result(Outcome.FAILED, event.event_id)
-        failed = Event(
-            **{
-                field.attname: getattr(event, field.attname)
-                for field in Event._meta.concrete_fields
-                if not field.primary_key
-            }
-        )
-        try:
-            with transaction.atomic(using=using):
-                if not claim(using, event.event_id):
-                    # Another delivery of the event holds its claim: it has inserted the
-                    # row, uncommitted, and runs its handlers (an INSERT here would wait
-                    # for them). It records its own outcome.
-                    logger.warning(
-                        "Klarefi event %s: its failure is not recorded, as another delivery "
-                        "of it is being processed; that one records its own outcome.",
-                        event.event_id,
-                    )
-                    return Result(Outcome.FAILED, event.event_id)
-                failed.save(force_insert=True, using=using)
-        except IntegrityError:
-            continue  # stored meanwhile by a concurrent delivery: count it on that row
-        return Result(Outcome.FAILED, event.event_id, failed)
-    return Result(Outcome.FAILED, event.event_id)
+        raise EnqueueFailed(str(exc)) from exc

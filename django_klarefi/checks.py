@@ -134,7 +134,21 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="django_klarefi.E005",
             )
         )
+    idle = getattr(settings, "KLAREFI_IDLE_TRANSACTION_TIMEOUT", None)
+    if not (idle is None or isinstance(idle, timedelta) or _positive_number(idle)):
+        errors.append(
+            Error(
+                "KLAREFI_IDLE_TRANSACTION_TIMEOUT must be a timedelta, a positive number of "
+                "seconds, or None.",
+                hint="Leave it unset for the default of 60 seconds.",
+                id="django_klarefi.E014",
+            )
+        )
     return errors
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _positive_int(value: object) -> bool:

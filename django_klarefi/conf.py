@@ -24,6 +24,9 @@ SHORT_RETENTION_REASON = (
 )
 
 DEFAULT_TOLERANCE = 300
+#: Default of ``KLAREFI_IDLE_TRANSACTION_TIMEOUT``: well past anything a receiver does
+#: between two statements in a 30-second answer, well short of Klarefi's first retry gap.
+DEFAULT_IDLE_TRANSACTION_TIMEOUT = timedelta(seconds=60)
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 PROCESSING_MODES = ("sync", "task")
 
@@ -89,6 +92,22 @@ class Settings:
     def EVENT_RETENTION(self) -> str | None:
         """``KLAREFI_EVENT_RETENTION``: default ``--older-than`` of ``klarefi_prune_events``."""
         return getattr(settings, "KLAREFI_EVENT_RETENTION", None)
+
+    @property
+    def IDLE_TRANSACTION_TIMEOUT(self) -> timedelta | None:
+        """``KLAREFI_IDLE_TRANSACTION_TIMEOUT``: on PostgreSQL, how long an attempt's
+        transaction may sit idle between two statements before the server ends its session
+        and frees its locks: a ``timedelta`` or seconds; ``None`` leaves the server's own
+        ``idle_in_transaction_session_timeout``. Default 60 seconds. Check E014 reports
+        other values; they are read as the default."""
+        value = getattr(
+            settings, "KLAREFI_IDLE_TRANSACTION_TIMEOUT", DEFAULT_IDLE_TRANSACTION_TIMEOUT
+        )
+        if value is None or isinstance(value, timedelta):
+            return value if value is None or value > timedelta(0) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return timedelta(seconds=value)
+        return DEFAULT_IDLE_TRANSACTION_TIMEOUT
 
     @property
     def API_BASE_URL(self) -> str:

@@ -1,49 +1,91 @@
-"""The lock an attempt holds on a stored event's row, taken so that nothing ever waits.
+"""The locks an attempt holds, taken so that nothing ever waits, and bounded in time.
 
-:func:`lock_event` locks the row for an attempt (``NOWAIT``): a second attempt at the same
-event elsewhere fails at once with :class:`EventLocked` instead of waiting. The claim on a
-new event's id, the other way a delivery avoids waiting, is part of its INSERT (see
+:func:`lock_event` locks a stored event's row for an attempt (``NOWAIT``): a second attempt
+at the same event elsewhere gets :attr:`Lock.BUSY` at once instead of waiting. The claim on
+a new event's id, the other way a delivery avoids waiting, is part of its INSERT (see
 :mod:`django_klarefi.storing`). SQLite has no row locks: it writes one transaction at a
 time, and :func:`lock_event` falls back to that.
+
+:func:`bound_idle_time` bounds how long these locks can outlive a process that stopped
+talking to PostgreSQL mid-attempt (a frozen host, a partition): see
+``KLAREFI_IDLE_TRANSACTION_TIMEOUT``.
 """
 
 from __future__ import annotations
 
+import enum
+
 from django.db import DatabaseError, connections
 from django.db.models import F
 
+from django_klarefi.conf import conf
 from django_klarefi.models import Event
 
-__all__ = ["EventLocked", "is_lock_not_available", "lock_event"]
+__all__ = ["Lock", "bound_idle_time", "idle_timeout_ms", "is_lock_not_available", "lock_event"]
 
 
-class EventLocked(Exception):
-    """Another transaction holds the event (its claim, or its row's lock)."""
+class Lock(enum.Enum):
+    """Why :func:`lock_event` gives no row."""
+
+    #: No row has the event id (never stored, or deleted meanwhile).
+    MISSING = "missing"
+    #: Another transaction holds the row's lock: an attempt is running on it elsewhere.
+    BUSY = "busy"
 
 
-def lock_event(using: str, event_id: str) -> Event | None:
-    """The event's row, locked for this transaction; None when there is none.
+def lock_event(using: str, event_id: str) -> Event | Lock:
+    """The event's row, locked for this transaction, or why there is none.
 
     On PostgreSQL (and other databases with ``SELECT ... FOR UPDATE NOWAIT``) a row that
-    another transaction has locked raises ``EventLocked`` at once. The lock is ``FOR NO
-    KEY UPDATE`` where the database has it: it does not conflict with the ``KEY SHARE``
-    locks that inserting rows with a foreign key to the event take.
+    another transaction has locked gives ``Lock.BUSY`` at once. The lock is ``FOR NO KEY
+    UPDATE`` where the database has it: it does not conflict with the ``KEY SHARE`` locks
+    that inserting rows with a foreign key to the event take.
     """
     connection = connections[using]
     events = Event.objects.using(using).filter(event_id=event_id)
     if connection.features.has_select_for_update_nowait:
         no_key = connection.features.has_select_for_no_key_update
         try:
-            return events.select_for_update(nowait=True, no_key=no_key).first()
+            row = events.select_for_update(nowait=True, no_key=no_key).first()
         except DatabaseError as exc:
             if is_lock_not_available(exc):
-                raise EventLocked from exc
+                return Lock.BUSY
             raise
+        return Lock.MISSING if row is None else row
     # SQLite has no row locks: write before reading, so that this transaction takes the
     # database's write lock first (waiting out the busy timeout) and attempts run one at
     # a time. The UPDATE changes nothing.
     events.update(attempts=F("attempts"))
-    return events.first()
+    row = events.first()
+    return Lock.MISSING if row is None else row
+
+
+def idle_timeout_ms() -> int | None:
+    """``KLAREFI_IDLE_TRANSACTION_TIMEOUT`` in milliseconds, or None when unbounded."""
+    timeout = conf.IDLE_TRANSACTION_TIMEOUT
+    return None if timeout is None else max(1, int(timeout.total_seconds() * 1000))
+
+
+def bound_idle_time(using: str) -> None:
+    """On PostgreSQL, end this transaction's session if it stays idle longer than
+    ``KLAREFI_IDLE_TRANSACTION_TIMEOUT`` (``SET LOCAL idle_in_transaction_session_timeout``).
+
+    An attempt holds its event's claim or row lock until it commits. If its process stops
+    talking to the database mid-attempt (a frozen host, a network partition, a worker
+    killed while the socket stays open behind a NAT or a pooler), the server would keep
+    the session, and the locks, until TCP keepalives notice: about 2 h 11 min by default,
+    past Klarefi's last retry. The bound counts only the time between statements, so a
+    receiver may run as long as it likes while a query of its own runs. ``SET LOCAL``
+    lasts the transaction: it works behind PgBouncer in transaction pooling too.
+    """
+    timeout = idle_timeout_ms()
+    connection = connections[using]
+    if timeout is None or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", [str(timeout)]
+        )
 
 
 def is_lock_not_available(exc: DatabaseError) -> bool:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from django_klarefi.models import Event
-
 __all__ = ["EnqueueFailed", "Outcome", "Result"]
 
 
@@ -31,10 +29,15 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Result:
+    """What a delivery or an attempt ended in, with the values it recorded (never read
+    back from the ``Event`` object that receivers were given)."""
+
     outcome: Outcome
     event_id: str
-    #: The row as written, when this call has it in hand.
-    event: Event | None = None
+    #: The attempt's number (the row's ``attempts`` as recorded), when an attempt ran.
+    attempt: int | None = None
+    #: The traceback recorded for a failed attempt.
+    error: str = ""
 
 
 class EnqueueFailed(Exception):

@@ -35,6 +35,7 @@ __all__ = [
     "TimestampOutsideTolerance",
     "VerifiedWebhook",
     "WebhookVerificationError",
+    "parse_payload",
     "sign_webhook_payload",
     "verify_webhook",
     "verify_webhook_signature",
@@ -174,7 +175,7 @@ def verify_webhook(
     if not matched:
         raise NoMatchingSignature("No v1 signature matches the signing secret.")
 
-    return VerifiedWebhook(_parse_event(body), timestamp)
+    return VerifiedWebhook(parse_payload(body), timestamp)
 
 
 def _secret_keys(signing_secret: Secrets) -> list[bytes]:
@@ -268,7 +269,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _parse_event(body: bytes) -> dict[str, Any]:
+def parse_payload(body: bytes) -> dict[str, Any]:
+    """The JSON object of a body, parsed as :func:`verify_webhook` parses a verified one;
+    :class:`InvalidPayload` when it is not a Klarefi event. Check the signature first."""
     try:
         text = body.decode("utf-8")
         payload = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)

@@ -20,14 +20,17 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import signals
 from django.db.models.sql import InsertQuery
 
+from django_klarefi.locks import idle_timeout_ms
 from django_klarefi.models import Event
 
 __all__ = [
     "ADVISORY_LOCK_CLASS",
     "Found",
+    "SaveSignalFailed",
     "claim",
     "count_processed_redelivery",
     "insert_or_count",
+    "insert_row",
     "needs_transaction",
 ]
 
@@ -39,6 +42,16 @@ ADVISORY_LOCK_CLASS = 0x6B6C6172
 
 # A compiled one-row INSERT: "INSERT INTO t (columns)", its placeholders, their values.
 _InsertParts = tuple[str, str, list[Any]]
+
+
+class SaveSignalFailed(Exception):
+    """A receiver of ``pre_save`` or ``post_save`` on ``Event`` raised (``error``) while a
+    new event's row was inserted: user code, failed like any receiver of the event's own
+    signals."""
+
+    def __init__(self, error: Exception):
+        super().__init__(repr(type(error)))
+        self.error = error
 
 
 class Found(enum.Enum):
@@ -73,8 +86,10 @@ def insert_or_count(using: str, event: Event) -> Found:
 
     ``pre_save`` and ``post_save`` are sent for an inserted row, and only for it, as
     ``save()`` sends them: with a ``pre_save`` receiver connected to ``Event`` (which may
-    change the row), PostgreSQL's INSERT is a statement of its own, after the look. Call it
-    in a transaction when :func:`needs_transaction` says so. A row committed by another
+    change the row), PostgreSQL's INSERT is a statement of its own, after the look. A
+    receiver of either that raises is user code failing: :class:`SaveSignalFailed`, which
+    the attempt records like a failure of the event's own receivers. Call it in a
+    transaction when :func:`needs_transaction` says so. A row committed by another
     transaction after the look, and only then, raises ``IntegrityError`` from the unique
     index; so does any other constraint. An INSERT that stores no row (a trigger of the
     project's discarding it) raises ``DatabaseError``.
@@ -97,11 +112,12 @@ def insert_or_count(using: str, event: Event) -> Found:
 def needs_transaction() -> bool:
     """Whether a caller in autocommit (task mode) must wrap :func:`insert_or_count` in a
     transaction of its own: when a ``pre_save`` receiver runs before an INSERT that may
-    still fail (its writes must not outlive it), and, on PostgreSQL, the claim must cover
-    that INSERT. Otherwise each of its statements stands alone: on SQLite the count, then
-    the INSERT, each in autocommit (a race between them ends in the INSERT's
-    ``IntegrityError``, and the delivery is counted then)."""
-    return signals.pre_save.has_listeners(Event)
+    still fail (its writes must not outlive it, and, on PostgreSQL, the claim must cover
+    that INSERT), or a ``post_save`` receiver after it (if it fails, the row must not be
+    committed behind the error). Otherwise each of its statements stands alone: on SQLite
+    the count, then the INSERT, each in autocommit (a race between them ends in the
+    INSERT's ``IntegrityError``, and the delivery is counted then)."""
+    return signals.pre_save.has_listeners(Event) or signals.post_save.has_listeners(Event)
 
 
 def claim(using: str, event_id: str) -> bool:
@@ -169,10 +185,22 @@ def _count_or_find(connection: BaseDatabaseWrapper, event: Event) -> Found:
 
 
 def _save_new(event: Event, using: str) -> None:
-    """``event.save()`` as a new row; ``DatabaseError`` if the INSERT stored no row (a
-    trigger or rule of the project's discarded it)."""
+    """Insert ``event`` as ``save()`` would: ``pre_save``, the INSERT, ``post_save``."""
+    _send_save_signal(signals.pre_save, event, using)
+    insert_row(using, event)
+    _send_save_signal(signals.post_save, event, using, created=True)
+
+
+def insert_row(using: str, event: Event) -> None:
+    """INSERT ``event``'s row and set its ``pk``, sending no model signal (the attempt's
+    failure record is bookkeeping, not a save). ``DatabaseError`` if the INSERT stored no
+    row (a trigger or rule of the project's discarded it)."""
+    fields = [field for field in Event._meta.local_concrete_fields if not field.primary_key]
+    query = InsertQuery(Event)
+    query.insert_values(fields, [event])
+    compiler = query.get_compiler(using=using)
     try:
-        event.save(force_insert=True, using=using)
+        rows = compiler.execute_sql(Event._meta.db_returning_fields)
     except TypeError as exc:
         # Django reads the new row's id from the INSERT's RETURNING: no row, no id. Django
         # 5.2 then raises a TypeError from deep inside; say what happened, unless it was
@@ -180,8 +208,19 @@ def _save_new(event: Event, using: str) -> None:
         if Event.objects.using(using).filter(event_id=event.event_id).exists():
             raise
         raise _discarded(event) from exc
-    if event.pk is None:  # Django 6.x leaves the id unset instead
+    if not rows or rows[0] is None or rows[0][0] is None:  # Django 6.x: no row, no id
         raise _discarded(event)
+    event.pk = rows[0][0]
+    event._state.adding, event._state.db = False, using
+
+
+def _send_save_signal(signal: signals.ModelSignal, event: Event, using: str, **extra: Any) -> None:
+    try:
+        signal.send(
+            sender=Event, instance=event, raw=False, using=using, update_fields=None, **extra
+        )
+    except Exception as exc:
+        raise SaveSignalFailed(exc) from exc
 
 
 def _discarded(event: Event) -> DatabaseError:
@@ -223,14 +262,7 @@ def _claim_insert_or_count(
             raise _discarded(event)
         event.pk = inserted
         event._state.adding, event._state.db = False, connection.alias
-        signals.post_save.send(
-            sender=Event,
-            instance=event,
-            created=True,
-            update_fields=None,
-            raw=False,
-            using=connection.alias,
-        )
+        _send_save_signal(signals.post_save, event, connection.alias, created=True)
     return found
 
 
@@ -250,15 +282,23 @@ def _look_sql(connection: BaseDatabaseWrapper, event: Event) -> tuple[str, list[
     table, pk, event_id, status, deliveries, received = quoted_columns(
         connection, "id", "event_id", "status", "deliveries", "last_received_at"
     )
+    # In a transaction, the claim lasts as long as it: bound its idle time (locks.py).
+    timeout = idle_timeout_ms() if connection.in_atomic_block else None
+    bound, bound_params = (
+        ("", [])
+        if timeout is None
+        else (", set_config('idle_in_transaction_session_timeout', %s, true)", [str(timeout)])
+    )
     sql = (
         "WITH claim AS (SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS claimed, "  # noqa: S608
-        f"(SELECT {status} FROM {table} WHERE {event_id} = %s) AS stored), "
+        f"(SELECT {status} FROM {table} WHERE {event_id} = %s) AS stored{bound}), "
         f"counted AS (UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s "
         f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id} = %s AND {status} = %s "
         f"FOR NO KEY UPDATE SKIP LOCKED) RETURNING {pk})"
     )
     key, received_at = event.event_id, _db_value(connection, event.last_received_at)
-    return sql, [ADVISORY_LOCK_CLASS, key, key, received_at, key, Status.PROCESSED.value]
+    params = [ADVISORY_LOCK_CLASS, key, key, *bound_params]
+    return sql, [*params, received_at, key, Status.PROCESSED.value]
 
 
 def _found(claimed: bool, stored: str | None, counted: int | None) -> Found:

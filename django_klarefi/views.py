@@ -9,6 +9,7 @@ HTML error page, never a traceback.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,9 +32,11 @@ from django_klarefi.signature import (
 
 __all__ = [
     "OUTCOME_STATUS",
+    "Unread",
     "answer_delivery",
     "handle_delivery",
     "outside_atomic_requests",
+    "read_body",
     "webhook",
 ]
 
@@ -75,7 +78,7 @@ def outside_atomic_requests(view: _View) -> _View:
 def webhook(request: HttpRequest) -> HttpResponse:
     """Receive one Klarefi delivery. The status code table is in the docs."""
     if request.method == "OPTIONS":
-        response = HttpResponse(status=200)
+        response = _json(200, {"allow": ["POST", "OPTIONS"]})
         response["Allow"] = "POST, OPTIONS"
         return response
     if request.method != "POST":
@@ -88,10 +91,19 @@ def handle_delivery(request: HttpRequest) -> HttpResponse:
     :func:`answer_delivery`. Never raises."""
     limit = conf.MAX_BODY_BYTES
     try:
-        body = _read_body(request, limit)
+        body = read_body(request, limit)
     except OSError:  # the client went away mid-body (Django's UnreadablePostError)
         return _reject(_client(request), 400, "unreadable_body", "The body could not be read.")
-    if body is None:
+    if body is Unread.LENGTH_REQUIRED:
+        return _reject(
+            _client(request),
+            411,
+            "length_required",
+            "A chunked body without Content-Length cannot be read under this WSGI server "
+            "(it does not set wsgi.input_terminated); send Content-Length, or serve the "
+            "receiver with gunicorn, uvicorn or another server that reads chunked bodies.",
+        )
+    if body is Unread.TOO_LARGE:
         return _reject(_client(request), 413, "body_too_large", f"The body is over {limit} bytes.")
     return answer_delivery(body, request.headers.get(SIGNATURE_HEADER), client=_client(request))
 
@@ -105,6 +117,15 @@ def answer_delivery(body: bytes, signature_header: str | None, *, client: str = 
     """
     try:
         return _answer(body, signature_header, client or "unknown")
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # Raised by a receiver (processing has recorded it as the event's failure): a
+        # receiver stopping is not the server stopping. A server that stops its worker
+        # this way, as gunicorn's quit does, has marked it to exit after this answer.
+        logger.error(
+            "Klarefi webhook: %s was raised while it was processed; answered 500 so it is retried.",
+            type(exc).__name__,
+        )
+        return _json(500, {"error": "receiver_exit"})
     except Exception:
         logger.exception("Klarefi webhook failed unexpectedly; answered 500 so it is retried.")
         return _json(500, {"error": "internal_error"})
@@ -149,16 +170,40 @@ def _client(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
-def _read_body(request: HttpRequest, limit: int) -> bytes | None:
-    """The raw body, or None when it is over ``limit`` bytes; never reads more than that."""
+class Unread(enum.Enum):
+    """Why :func:`read_body` gives no body."""
+
+    #: Over the limit (413).
+    TOO_LARGE = "too_large"
+    #: Chunked, and this WSGI server does not mark where it ends (411).
+    LENGTH_REQUIRED = "length_required"
+
+
+def read_body(request: HttpRequest, limit: int) -> bytes | Unread:
+    """The raw body, or why it is not read; never reads more than ``limit`` bytes.
+
+    A chunked body has no Content-Length. Django's WSGI request then reads it as empty,
+    which would be answered as a forgery (401): where the WSGI server has decoded it and
+    marks the stream's end (``wsgi.input_terminated``, as gunicorn does), it is read from
+    the server's stream; otherwise the answer is ``Unread.LENGTH_REQUIRED``.
+    Under ASGI the body has already been read by Django's handler, and is read as it is.
+    """
+    declared = request.META.get("CONTENT_LENGTH")
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(declared or 0)
     except ValueError:
-        declared = 0
-    if declared > limit:
-        return None
-    body = request.read(limit + 1)
-    return None if len(body) > limit else body
+        length = 0
+    if length > limit:
+        return Unread.TOO_LARGE
+    stream: Any = request
+    if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        wsgi_input = request.META.get("wsgi.input")
+        if wsgi_input is not None:  # a WSGI request (ASGI has no wsgi.input)
+            if not request.META.get("wsgi.input_terminated"):
+                return Unread.LENGTH_REQUIRED
+            stream = wsgi_input
+    body: bytes = stream.read(limit + 1)
+    return Unread.TOO_LARGE if len(body) > limit else body
 
 
 def _reject(client: str, status: int, reason: str, detail: str) -> HttpResponse:

@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument
 from django_klarefi.models import Event
-from django_klarefi.processing import Outcome, events_in_pk_order, process_event
+from django_klarefi.processing import Outcome, Result, events_in_pk_order, process_event
 from django_klarefi.progress import Progress, add_quiet_argument, for_command
 
 Status = Event.Status
@@ -137,9 +137,7 @@ class Command(BaseCommand):
                 for event in events_in_pk_order(selection.only(*COLUMNS)):
                     result = process_event(event, force=force)
                     outcomes[result.outcome] += 1
-                    self._line(
-                        result.outcome, event, _detail(result.outcome, result.event), progress
-                    )
+                    self._line(result.outcome, event, _detail(result), progress)
                     progress.advance()
 
         if dry_run:
@@ -210,13 +208,14 @@ class Command(BaseCommand):
             progress.write(line, self.stdout.write)
 
 
-def _detail(outcome: Outcome, event: Event | None) -> str:
-    if outcome == Outcome.PROCESSED and event is not None:
-        return f"attempt {event.attempts}"
-    if outcome == Outcome.FAILED and event is not None:
-        # The exception line of the stored traceback; the admin shows the whole of it.
-        last_line = next((line for line in reversed(event.error.splitlines()) if line.strip()), "")
-        return f"attempt {event.attempts}: {last_line}"
+def _detail(result: Result) -> str:
+    outcome = result.outcome
+    if outcome == Outcome.PROCESSED and result.attempt is not None:
+        return f"attempt {result.attempt}"
+    if outcome == Outcome.FAILED and result.attempt is not None:
+        # The exception line of the recorded traceback; the admin shows the whole of it.
+        last_line = next((line for line in reversed(result.error.splitlines()) if line.strip()), "")
+        return f"attempt {result.attempt}: {last_line}"
     if outcome == Outcome.ALREADY_PROCESSED:
         return "processed meanwhile; skipped"
     if outcome == Outcome.IN_FLIGHT:

@@ -1,0 +1,233 @@
+"""An attempt's bookkeeping: the record it keeps of itself, and the two ways it is written.
+
+An attempt decides its bookkeeping (status, error, attempts, deliveries, timestamps)
+before any receiver runs, in an :class:`AttemptRecord` of its own, and writes it with
+explicit values: :func:`write_success` in the attempt's transaction, after the receivers;
+:func:`write_failure` in a transaction of its own, after the rollback. Neither reads the
+``Event`` object the receivers were given, nor sends a model signal: whatever a receiver
+does to its event (``refresh_from_db()``, ``save()``, a queryset ``update()``) cannot
+change what the attempt records. See docs/how-it-works.md, "What a receiver may do to its
+event".
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from django_klarefi.locks import Lock, lock_event
+from django_klarefi.models import Event
+from django_klarefi.outcomes import Outcome, Result
+from django_klarefi.storing import claim, insert_row
+
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "AttemptRecord",
+    "EventChanged",
+    "error_text",
+    "safe_text",
+    "write_failure",
+    "write_success",
+]
+
+logger = logging.getLogger("django_klarefi")
+
+Status = Event.Status
+
+#: A stored traceback longer than this keeps its start and its end (where the exception
+#: is), with a note of how much was cut between them.
+MAX_ERROR_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """What one attempt writes on its event's row, decided before any receiver runs."""
+
+    #: The row's primary key, or None when this attempt's INSERT has not happened yet.
+    pk: int | None
+    event_id: str
+    event_type: str
+    #: This attempt's number: the row's ``attempts`` once it is recorded.
+    attempt: int
+    #: When this attempt started: ``processed_at`` if it succeeds. It also tells this
+    #: attempt's committed success from any other's (see :func:`write_failure`).
+    started_at: datetime
+    #: The row's ``deliveries`` once this attempt is recorded.
+    deliveries: int
+    last_received_at: datetime
+    #: Whether this attempt counts a delivery (a first delivery or a redelivery), which a
+    #: failure record must count too.
+    delivered: bool
+    #: Whether the row was inserted by this attempt (a first delivery).
+    inserted: bool
+
+    def success_values(self) -> dict[str, Any]:
+        return {
+            "status": Status.PROCESSED,
+            "error": "",
+            "attempts": self.attempt,
+            "processed_at": self.started_at,
+            "deliveries": self.deliveries,
+            "last_received_at": self.last_received_at,
+        }
+
+
+class EventChanged(Exception):
+    """The attempt's success could not be written: its row is gone, or no longer has its
+    event id, because a receiver deleted or changed it in the attempt's transaction."""
+
+    def __init__(self, event_id: str):
+        super().__init__(
+            f"A receiver deleted Klarefi event {safe_text(event_id)!s} or changed its "
+            "event_id, in the attempt's transaction: the attempt cannot be recorded, so "
+            "it is rolled back. Receivers may not delete their event or change its id."
+        )
+
+
+def write_success(using: str, record: AttemptRecord) -> None:
+    """Record a successful attempt on its row, in the attempt's transaction, with the
+    record's values; ``EventChanged`` if the row is gone or has another event id."""
+    assert record.pk is not None
+    updated = (
+        Event.objects.using(using)
+        .filter(pk=record.pk, event_id=record.event_id)
+        .update(**record.success_values())
+    )
+    if updated != 1:
+        raise EventChanged(record.event_id)
+
+
+def write_failure(using: str, record: AttemptRecord, new_row: Event | None, error: str) -> Result:
+    """Record a failed attempt in a transaction of its own, after its rollback.
+
+    ``new_row`` is the row to insert, as failed, when none is stored: a first delivery's
+    event, built from the delivery again, never the object its receivers had. On a stored
+    row, this attempt (and, if it was one, its delivery) is counted, and the row is marked
+    failed with ``error``, unless:
+
+    * the row shows this very attempt's success: the COMMIT reached the database, and only
+      its reply was lost. Then the outcome is ``PROCESSED``, and nothing is counted twice;
+    * another attempt, one that began after this one, has succeeded meanwhile: the row
+      stays processed, and only the counts change;
+    * another attempt is running on the row now, or (PostgreSQL) another delivery holds
+      the event id's claim: it records its own outcome, and this one is left unrecorded
+      (a WARNING says so).
+
+    Raises ``DatabaseError`` when the database cannot be written.
+    """
+    for _ in range(2):
+        with transaction.atomic(using=using):
+            row = lock_event(using, record.event_id)
+            if row is Lock.BUSY:
+                _leave_to_other(record.event_id, "another attempt at it is running")
+                return Result(Outcome.FAILED, record.event_id)
+            if row is not Lock.MISSING:
+                return _fail_stored_row(using, record, row, error)
+        if new_row is None:
+            return Result(Outcome.MISSING, record.event_id)
+        if _insert_failed(using, record, new_row, error):
+            return Result(Outcome.FAILED, record.event_id, record.attempt, error)
+        if not _claim_free(using, record.event_id):
+            return Result(Outcome.FAILED, record.event_id)
+        # Stored meanwhile by a concurrent delivery: count this attempt on that row.
+    return Result(Outcome.FAILED, record.event_id)
+
+
+def _fail_stored_row(using: str, record: AttemptRecord, row: Event, error: str) -> Result:
+    if (
+        row.pk == record.pk
+        and row.status == Status.PROCESSED
+        and row.attempts == record.attempt
+        and row.processed_at == record.started_at
+    ):
+        logger.warning(
+            "Klarefi event %s: the COMMIT of its processing succeeded, but its reply was "
+            "lost; it is recorded as processed.",
+            safe_text(record.event_id),
+        )
+        return Result(Outcome.PROCESSED, record.event_id, record.attempt)
+    # This delivery is already on the row when the row is this attempt's own INSERT,
+    # committed before the attempt failed (a receiver's raw COMMIT). Its id alone does not
+    # tell: SQLite gives a rolled-back row's id to the next INSERT.
+    own_insert = (
+        record.inserted and row.pk == record.pk and row.received_at == record.last_received_at
+    )
+    counted = record.delivered and not own_insert
+    values: dict[str, Any] = {"attempts": row.attempts + 1}
+    if counted:
+        values["deliveries"] = row.deliveries + 1
+        values["last_received_at"] = record.last_received_at
+    if row.status != Status.PROCESSED or row.attempts < record.attempt:
+        values.update(status=Status.FAILED, error=error)
+    Event.objects.using(using).filter(pk=row.pk).update(**values)
+    return Result(Outcome.FAILED, record.event_id, row.attempts + 1, error)
+
+
+def _insert_failed(using: str, record: AttemptRecord, new_row: Event, error: str) -> bool:
+    """INSERT ``new_row`` as failed (no model signals: it is bookkeeping, not a save);
+    False when the event id is stored or claimed meanwhile."""
+    new_row.status, new_row.error, new_row.attempts = Status.FAILED, error, record.attempt
+    new_row.deliveries, new_row.last_received_at = record.deliveries, record.last_received_at
+    new_row.processed_at = None
+    try:
+        with transaction.atomic(using=using):
+            if not claim(using, record.event_id):
+                return False
+            insert_row(using, new_row)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _claim_free(using: str, event_id: str) -> bool:
+    """Whether no other delivery holds the event id's claim (PostgreSQL); it then has
+    inserted the row, uncommitted, and records its own outcome."""
+    with transaction.atomic(using=using):
+        if claim(using, event_id):
+            return True
+    _leave_to_other(event_id, "another delivery of it is being processed")
+    return False
+
+
+def _leave_to_other(event_id: str, why: str) -> None:
+    logger.warning(
+        "Klarefi event %s: its failure is not recorded, as %s; that one records its own outcome.",
+        safe_text(event_id),
+        why,
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """``exc``'s traceback as text that any database column can store, whatever the
+    exception: its text may hold lone surrogates or U+0000, be of any size, or fail to
+    format at all (a ``__str__`` that raises)."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:  # a broken exception (its __str__ raises) must not lose its event
+        text = f"{_class_name(exc)} (its traceback could not be formatted)\n"
+    text = safe_text(text)
+    if len(text) > MAX_ERROR_CHARS:
+        half = MAX_ERROR_CHARS // 2
+        cut = len(text) - 2 * half
+        text = f"{text[:half]}\n[... {cut} characters cut ...]\n{text[-half:]}"
+    return text
+
+
+def safe_text(text: str) -> str:
+    """``text`` with what no column or log stream can take made visible: lone surrogates
+    as ``\\udcxx`` escapes, U+0000 as U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\ufffd")
+
+
+def _class_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return safe_text(f"{cls.__module__}.{cls.__qualname__}")
