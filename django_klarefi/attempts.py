@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,7 +22,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from django_klarefi.locks import Lock, bound_idle_time, lock_event
+from django_klarefi.locks import Lock, begin_attempt, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import event_fields
@@ -180,10 +181,10 @@ def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Foun
 def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | Found:
     """Open the attempt: what the receivers get and what will be recorded; or what ends
     the attempt before any receiver runs."""
-    started_at = timezone.now()
+    started_at, token = timezone.now(), uuid.uuid4().hex
     if isinstance(start, FirstDelivery):
         event = start.new_event()
-        found = insert_or_count(using, event)
+        found = insert_or_count(using, event, attempt=token)
         if found is not Found.INSERTED:
             return found
         record = AttemptRecord(
@@ -196,10 +197,11 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
             last_received_at=event.last_received_at,
             delivered=True,
             inserted=True,
+            token=token,
         )
         return _Opened(_as_recorded(event, record), record, stored=None)
 
-    bound_idle_time(using)
+    begin_attempt(using, token)
     row = lock_event(using, start.event_id)
     if row is Lock.MISSING:
         return Result(Outcome.MISSING, start.event_id)
@@ -227,6 +229,7 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
         last_received_at=delivered_at or row.last_received_at,
         delivered=delivered_at is not None,
         inserted=False,
+        token=token,
     )
     return _Opened(_as_recorded(_detached(row), record), record, stored=row)
 
@@ -262,6 +265,7 @@ def _first_opened(start: FirstDelivery | StoredEvent) -> _Opened:
         last_received_at=event.last_received_at,
         delivered=True,
         inserted=True,
+        token="",
     )
     return _Opened(event, record, stored=None)
 

@@ -6,9 +6,10 @@ a new event's id, the other way a delivery avoids waiting, is part of its INSERT
 :mod:`django_klarefi.storing`). SQLite has no row locks: it writes one transaction at a
 time, and :func:`lock_event` falls back to that.
 
-:func:`bound_idle_time` bounds how long these locks can outlive a process that stopped
+:func:`begin_attempt` bounds how long these locks can outlive a process that stopped
 talking to PostgreSQL mid-attempt (a frozen host, a partition): see
-``KLAREFI_IDLE_TRANSACTION_TIMEOUT``.
+``KLAREFI_IDLE_TRANSACTION_TIMEOUT``; and it sets the attempt's transaction apart, so that
+:func:`in_attempt` tells whether a receiver has ended it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,23 @@ from __future__ import annotations
 import enum
 
 from django.db import DatabaseError, connections
-from django.db.models import F
+from django.db.models import CharField, F, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.lookups import Exact
 
 from django_klarefi.conf import conf
 from django_klarefi.models import Event
 
-__all__ = ["Lock", "bound_idle_time", "idle_timeout_ms", "is_lock_not_available", "lock_event"]
+__all__ = [
+    "ATTEMPT_SETTING",
+    "Lock",
+    "attempt_settings_sql",
+    "begin_attempt",
+    "idle_timeout_ms",
+    "in_attempt",
+    "is_lock_not_available",
+    "lock_event",
+]
 
 
 class Lock(enum.Enum):
@@ -60,15 +72,34 @@ def lock_event(using: str, event_id: str) -> Event | Lock:
     return Lock.MISSING if row is None else row
 
 
+#: A PostgreSQL setting that names, for as long as its transaction lasts (``SET LOCAL``),
+#: the attempt it belongs to. The attempt's record is written only where it still holds:
+#: a receiver that ran a raw ``COMMIT`` or ``ROLLBACK`` has ended the attempt's
+#: transaction (and its locks), even if the driver has begun another since.
+ATTEMPT_SETTING = "django_klarefi.attempt"
+
+
 def idle_timeout_ms() -> int | None:
     """``KLAREFI_IDLE_TRANSACTION_TIMEOUT`` in milliseconds, or None when unbounded."""
     timeout = conf.IDLE_TRANSACTION_TIMEOUT
     return None if timeout is None else max(1, int(timeout.total_seconds() * 1000))
 
 
-def bound_idle_time(using: str) -> None:
-    """On PostgreSQL, end this transaction's session if it stays idle longer than
-    ``KLAREFI_IDLE_TRANSACTION_TIMEOUT`` (``SET LOCAL idle_in_transaction_session_timeout``).
+def attempt_settings_sql(token: str) -> tuple[str, list[str]]:
+    """PostgreSQL select-list items (each after a comma) that ``SET LOCAL`` an attempt's
+    settings: its :data:`ATTEMPT_SETTING`, and the idle bound (:func:`begin_attempt`). A
+    first delivery's claim statement carries them, so they cost no round trip there."""
+    sql, params = ", set_config(%s, %s, true)", [ATTEMPT_SETTING, token]
+    timeout = idle_timeout_ms()
+    if timeout is not None:
+        sql += ", set_config('idle_in_transaction_session_timeout', %s, true)"
+        params.append(str(timeout))
+    return sql, params
+
+
+def begin_attempt(using: str, token: str) -> None:
+    """On PostgreSQL, set an attempt's transaction apart (:data:`ATTEMPT_SETTING`), and end
+    its session if it stays idle longer than ``KLAREFI_IDLE_TRANSACTION_TIMEOUT``.
 
     An attempt holds its event's claim or row lock until it commits. If its process stops
     talking to the database mid-attempt (a frozen host, a network partition, a worker
@@ -78,14 +109,23 @@ def bound_idle_time(using: str) -> None:
     receiver may run as long as it likes while a query of its own runs. ``SET LOCAL``
     lasts the transaction: it works behind PgBouncer in transaction pooling too.
     """
-    timeout = idle_timeout_ms()
     connection = connections[using]
-    if timeout is None or connection.vendor != "postgresql":
+    if connection.vendor != "postgresql":
         return
+    sql, params = attempt_settings_sql(token)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", [str(timeout)]
-        )
+        cursor.execute("SELECT 1" + sql, params)
+
+
+def in_attempt(using: str, token: str) -> Exact | None:
+    """A condition that holds only in the transaction :func:`begin_attempt` (or a claim
+    statement with :func:`attempt_settings_sql`) set apart as ``token``'s; None where
+    the database needs none (SQLite: a raw COMMIT leaves it in autocommit, which the
+    attempt sees)."""
+    if connections[using].vendor != "postgresql":
+        return None
+    setting = RawSQL("current_setting(%s, true)", [ATTEMPT_SETTING], output_field=CharField())
+    return Exact(setting, Value(token))
 
 
 def is_lock_not_available(exc: DatabaseError) -> bool:

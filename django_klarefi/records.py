@@ -20,7 +20,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from django_klarefi.locks import Lock, lock_event
+from django_klarefi.locks import Lock, in_attempt, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import Outcome, Result
 from django_klarefi.storing import claim, insert_row
@@ -65,6 +65,8 @@ class AttemptRecord:
     delivered: bool
     #: Whether the row was inserted by this attempt (a first delivery).
     inserted: bool
+    #: The token that sets this attempt's transaction apart (locks.begin_attempt).
+    token: str
 
     def success_values(self) -> dict[str, Any]:
         return {
@@ -79,13 +81,14 @@ class AttemptRecord:
 
 class EventChanged(Exception):
     """The attempt's success could not be written: its row is gone, or no longer has its
-    event id, because a receiver deleted or changed it in the attempt's transaction."""
+    event id, or the attempt's transaction has ended (a receiver's raw COMMIT)."""
 
     def __init__(self, event_id: str):
         super().__init__(
-            f"A receiver deleted Klarefi event {safe_text(event_id)!s} or changed its "
-            "event_id, in the attempt's transaction: the attempt cannot be recorded, so "
-            "it is rolled back. Receivers may not delete their event or change its id."
+            f"A receiver deleted Klarefi event {safe_text(event_id)!s}, changed its "
+            "event_id, or ended the attempt's transaction (a raw COMMIT or ROLLBACK): the "
+            "attempt cannot be recorded, so it is rolled back. Receivers may not delete "
+            "their event or change its id, and leave COMMIT to the attempt."
         )
 
 
@@ -93,11 +96,11 @@ def write_success(using: str, record: AttemptRecord) -> None:
     """Record a successful attempt on its row, in the attempt's transaction, with the
     record's values; ``EventChanged`` if the row is gone or has another event id."""
     assert record.pk is not None
-    updated = (
-        Event.objects.using(using)
-        .filter(pk=record.pk, event_id=record.event_id)
-        .update(**record.success_values())
-    )
+    rows = Event.objects.using(using).filter(pk=record.pk, event_id=record.event_id)
+    same_transaction = in_attempt(using, record.token)
+    if same_transaction is not None:
+        rows = rows.filter(same_transaction)
+    updated = rows.update(**record.success_values())
     if updated != 1:
         raise EventChanged(record.event_id)
 

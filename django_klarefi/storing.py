@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import signals
 from django.db.models.sql import InsertQuery
 
-from django_klarefi.locks import idle_timeout_ms
+from django_klarefi.locks import attempt_settings_sql
 from django_klarefi.models import Event
 
 __all__ = [
@@ -70,7 +70,7 @@ class Found(enum.Enum):
     BUSY = "busy"
 
 
-def insert_or_count(using: str, event: Event) -> Found:
+def insert_or_count(using: str, event: Event, *, attempt: str | None = None) -> Found:
     """Count the delivery on ``event``'s stored row if it is processed, or insert the row.
 
     On PostgreSQL one statement, as an INSERT of an id whose row is uncommitted (a first
@@ -83,6 +83,9 @@ def insert_or_count(using: str, event: Event) -> Found:
     taken and no row is stored. Elsewhere, an UPDATE that counts a processed row's
     delivery and says whether a row is stored (on SQLite, as the transaction's first
     statement, it takes the write lock), then, only when none is, the INSERT.
+
+    ``attempt``: the token of the attempt whose transaction this is, set apart as
+    :func:`~django_klarefi.locks.begin_attempt` does, in the same statement (PostgreSQL).
 
     ``pre_save`` and ``post_save`` are sent for an inserted row, and only for it, as
     ``save()`` sends them: with a ``pre_save`` receiver connected to ``Event`` (which may
@@ -98,11 +101,11 @@ def insert_or_count(using: str, event: Event) -> Found:
     if connection.vendor == "postgresql":
         parts = None if signals.pre_save.has_listeners(Event) else _insert_parts(connection, event)
         if parts is None:
-            found = _claim_and_count(connection, event)
+            found = _claim_and_count(connection, event, attempt)
             if found is Found.INSERTED:
                 _save_new(event, using)
             return found
-        return _claim_insert_or_count(connection, event, parts)
+        return _claim_insert_or_count(connection, event, parts, attempt)
     found = _count_or_find(connection, event)
     if found is Found.INSERTED:
         _save_new(event, using)
@@ -239,10 +242,10 @@ def quoted_columns(connection: BaseDatabaseWrapper, *names: str) -> list[str]:
 
 
 def _claim_insert_or_count(
-    connection: BaseDatabaseWrapper, event: Event, parts: _InsertParts
+    connection: BaseDatabaseWrapper, event: Event, parts: _InsertParts, attempt: str | None
 ) -> Found:
     columns, values, values_params = parts
-    sql, params = _look_sql(connection, event)
+    sql, params = _look_sql(connection, event, attempt)
     [pk] = quoted_columns(connection, "id")[1:]
     # Each part runs on the statement's one snapshot; the UPDATE and the INSERT never meet
     # one row (the INSERT needs no row stored, the UPDATE one).
@@ -266,29 +269,26 @@ def _claim_insert_or_count(
     return found
 
 
-def _claim_and_count(connection: BaseDatabaseWrapper, event: Event) -> Found:
+def _claim_and_count(connection: BaseDatabaseWrapper, event: Event, attempt: str | None) -> Found:
     """PostgreSQL: the claim, the look and the count, without the INSERT (INSERTED: the
     caller inserts, holding the claim)."""
-    sql, params = _look_sql(connection, event)
+    sql, params = _look_sql(connection, event, attempt)
     with connection.cursor() as cursor:
         sql += " SELECT claimed, stored, (SELECT * FROM counted) FROM claim"
         cursor.execute(sql, params)
         return _found(*cursor.fetchone())
 
 
-def _look_sql(connection: BaseDatabaseWrapper, event: Event) -> tuple[str, list[Any]]:
+def _look_sql(
+    connection: BaseDatabaseWrapper, event: Event, attempt: str | None
+) -> tuple[str, list[Any]]:
     """The ``WITH`` part of PostgreSQL's statement: ``claim`` (claimed, and the stored
     row's status or NULL) and ``counted`` (the id of a processed row it counted)."""
     table, pk, event_id, status, deliveries, received = quoted_columns(
         connection, "id", "event_id", "status", "deliveries", "last_received_at"
     )
-    # In a transaction, the claim lasts as long as it: bound its idle time (locks.py).
-    timeout = idle_timeout_ms() if connection.in_atomic_block else None
-    bound, bound_params = (
-        ("", [])
-        if timeout is None
-        else (", set_config('idle_in_transaction_session_timeout', %s, true)", [str(timeout)])
-    )
+    # An attempt's transaction: set it apart, and bound its idle time (locks.py).
+    bound, bound_params = ("", []) if attempt is None else attempt_settings_sql(attempt)
     sql = (
         "WITH claim AS (SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS claimed, "  # noqa: S608
         f"(SELECT {status} FROM {table} WHERE {event_id} = %s) AS stored{bound}), "

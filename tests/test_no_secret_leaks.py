@@ -180,7 +180,7 @@ def test_no_secret_in_logs_responses_or_rows_across_webhook_scenarios(all_logs, 
     # The log did see the scenarios: rejections, the handler's failure, the refused task.
     logged = "\n".join(all_logs.texts)
     assert "no_matching_signature" in logged
-    assert "cannot handle" in logged
+    assert "evt_leak_fail (document.uploaded) failed with RuntimeError" in logged
     assert "Could not enqueue" in logged
     # And every stored row, every column.
     texts.extend(repr(model_to_dict(event)) for event in Event.objects.all())
