@@ -93,6 +93,29 @@ def gunicorn(
 
 
 @contextlib.contextmanager
+def uvicorn(
+    *, settings_module: str = "tests.settings", env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Run uvicorn (ASGI) on 127.0.0.1 with one worker; yield the base URL."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+    with _process(command, subprocess_env(settings_module, **(env or {}))) as process:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(base + "/webhooks/klarefi/", process)
+        yield base
+
+
+@contextlib.contextmanager
 def runserver(
     *, settings_module: str = "tests.settings", env: Mapping[str, str] | None = None
 ) -> Iterator[str]:

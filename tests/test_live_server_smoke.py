@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from django_klarefi.models import Event
 from django_klarefi.signature import sign_webhook_payload
 from tests.conftest import SECRET
-from tests.servers import gunicorn
+from tests.servers import gunicorn, uvicorn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -68,3 +70,34 @@ def test_a_server_without_a_secret_answers_json_503_not_configured(debug):
     assert answer.value.headers["Retry-After"]
     assert json.loads(answer.value.read()) == {"error": "not_configured"}
     assert not Event.objects.exists()
+
+
+def post_chunked(url: str, body: bytes, signature: str) -> tuple[int, dict]:
+    """POST ``body`` with Transfer-Encoding: chunked (no Content-Length), in three chunks."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    third = len(body) // 3 + 1
+    chunks = [body[i : i + third] for i in range(0, len(body), third)]
+    try:
+        connection.request(
+            "POST",
+            parts.path,
+            body=iter(chunks),
+            headers={"Content-Type": "application/json", "X-Klarefi-Signature": signature},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("server", [gunicorn, uvicorn], ids=["gunicorn", "uvicorn"])
+def test_a_signed_chunked_delivery_is_processed_never_taken_for_a_forgery(server):
+    body = json.dumps({"id": "evt_chunked", "event": "case.completed", "pad": "x" * 5000}).encode()
+    with server() as base:
+        answer = post_chunked(base + "/webhooks/klarefi/", body, sign_webhook_payload(body, SECRET))
+        assert answer == (200, {"status": "processed", "event_id": "evt_chunked"})
+        forged = post_chunked(base + "/webhooks/klarefi/", body, sign_webhook_payload(body, "x"))
+        assert forged[0] == 401
+    assert Event.objects.get().event_id == "evt_chunked"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
 
 import pytest
+from django.core.handlers.wsgi import LimitedStream
 from django.test import override_settings
 from django.urls import reverse
 
@@ -47,6 +49,47 @@ def test_options_answers_for_url_checks(client):
     response = client.options(URL)
     assert response.status_code == 200
     assert "POST" in response["Allow"]
+    # JSON, like every other answer.
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"allow": ["POST", "OPTIONS"]}
+
+
+def chunked_wsgi_request(rf, body, *, terminated):
+    """A WSGI request as a server hands over a chunked body: no CONTENT_LENGTH, the
+    decoded body in wsgi.input, and (gunicorn) wsgi.input_terminated."""
+    request = rf.post(
+        URL,
+        body,
+        content_type="application/json",
+        headers={"X-Klarefi-Signature": signature_header(body), "Transfer-Encoding": "chunked"},
+    )
+    del request.META["CONTENT_LENGTH"]
+    request._stream = LimitedStream(io.BytesIO(b""), 0)  # Django reads no declared length
+    request.META["wsgi.input"] = io.BytesIO(body)
+    if terminated:
+        request.META["wsgi.input_terminated"] = True
+    return request
+
+
+def test_a_chunked_body_is_read_where_the_wsgi_server_marks_its_end(rf, handlers):
+    from django_klarefi.views import webhook
+
+    body = encode_event(case_completed())
+    response = webhook(chunked_wsgi_request(rf, body, terminated=True))
+    assert (response.status_code, json.loads(response.content)["status"]) == (200, "processed")
+    assert Event.objects.get().event_id == "evt_1"
+
+
+def test_a_chunked_body_a_wsgi_server_cannot_delimit_is_411_not_a_forgery(rf, handlers, caplog):
+    from django_klarefi.views import webhook
+
+    body = encode_event(case_completed())
+    with caplog.at_level(logging.WARNING, logger="django_klarefi"):
+        response = webhook(chunked_wsgi_request(rf, body, terminated=False))
+    assert response.status_code == 411
+    assert json.loads(response.content)["error"] == "length_required"
+    assert "length_required" in caplog.text
+    assert not Event.objects.exists()
 
 
 @pytest.mark.parametrize(
