@@ -1,0 +1,60 @@
+"""What happens once a failed attempt is recorded: the ``event_failed`` signal and the
+failures metric.
+
+The processing path calls :func:`report_failure` after the failure record has committed,
+outside the attempt's rolled-back transaction, whichever path ran the attempt. It never
+raises, and nothing it calls changes the recorded outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django_klarefi import metrics
+from django_klarefi.log_fields import endpoint_of, event_extra
+from django_klarefi.models import Event
+from django_klarefi.redelivery import redelivery
+from django_klarefi.signal_sending import send_robustly
+from django_klarefi.signals import event_failed
+
+__all__ = ["report_failure"]
+
+logger = logging.getLogger("django_klarefi.signals")
+
+
+def report_failure(
+    event: Event,
+    exception: BaseException,
+    *,
+    retries_exhausted: bool | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Report a failed attempt at ``event`` (the row as recorded: status ``failed``, its
+    ``attempts`` and ``deliveries`` counting this attempt) that raised ``exception``.
+
+    Sends ``event_failed`` robustly and counts ``klarefi_events_failed_total``.
+    ``retries_exhausted`` is decided from Klarefi's retry schedule
+    (:func:`django_klarefi.redelivery.redelivery`) unless given. Returns it. Never raises.
+    """
+    endpoint = endpoint_of(event)
+    if retries_exhausted is None:
+        try:
+            retries_exhausted = redelivery(event, now=now).exhausted
+        except Exception:  # a row without received_at, say: report it as over, to be safe
+            logger.exception("Could not tell whether Klarefi delivers event %s again.", event.pk)
+            retries_exhausted = True
+    send_robustly(
+        event_failed,
+        "event_failed",
+        Event,
+        event_extra(event, attempt=event.attempts),
+        event=event,
+        exception=exception,
+        retries_exhausted=retries_exhausted,
+    )
+    try:
+        metrics.count_failure(endpoint, event.event_type)
+    except Exception:
+        logger.exception("Could not count a failed Klarefi event.")
+    return retries_exhausted
