@@ -73,9 +73,7 @@ def test_the_sql_filter_decides_as_the_python_does(processing, settings):
             received_at=received_at,
             last_received_at=received_at,
         )
-    in_sql = set(
-        Event.objects.filter(retries_exhausted_q(now)).values_list("event_id", flat=True)
-    )
+    in_sql = set(Event.objects.filter(retries_exhausted_q(now)).values_list("event_id", flat=True))
     in_python = {e.event_id for e in Event.objects.all() if redelivery(e, now=now).exhausted}
     assert in_sql == in_python
     if processing == "task":

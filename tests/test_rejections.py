@@ -59,8 +59,7 @@ def test_repeated_rejections_are_logged_once_a_minute_with_a_count(clock, record
     [first] = records()
     assert first.levelno == logging.WARNING
     assert first.getMessage() == (
-        "Rejected Klarefi webhook from 203.0.113.7: no_matching_signature "
-        "(No signature matches.)"
+        "Rejected Klarefi webhook from 203.0.113.7: no_matching_signature (No signature matches.)"
     )
     assert first.klarefi_reason == "no_matching_signature"
     assert first.klarefi_endpoint == "default"
