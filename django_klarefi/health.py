@@ -41,6 +41,9 @@ Status = Event.Status
 #: A pending event older than this needs a person (``--max-pending-age``; the admin filter).
 DEFAULT_MAX_PENDING_AGE = timedelta(minutes=10)
 
+#: The ``Event`` field that will name an event's endpoint.
+ENDPOINT_FIELD = "endpoint"
+
 #: How many failed events whose retries are over are listed by name.
 LISTED = 10
 
@@ -95,8 +98,8 @@ def endpoint_names() -> list[str]:
 
 def for_endpoint(events: QuerySet[Event], endpoint: str) -> QuerySet[Event]:
     """``events`` of ``endpoint``: all of them while events do not record their endpoint."""
-    if any(f.name == "endpoint" for f in Event._meta.get_fields()):
-        return events.filter(endpoint=endpoint)
+    if any(f.name == ENDPOINT_FIELD for f in Event._meta.get_fields()):
+        return events.filter(Q((ENDPOINT_FIELD, endpoint)))
     return events
 
 
@@ -140,7 +143,8 @@ def last_delivery(events: QuerySet[Event]) -> datetime | None:
     window = ATTEMPT_OFFSETS[-1] + GRACE
     recent = events.filter(received_at__gte=latest - window).order_by("-received_at")
     found = recent[:LATEST_EVENTS].aggregate(last=Max("last_received_at"))["last"]
-    return max(latest, found) if found is not None else latest
+    last: datetime = latest if found is None else max(latest, found)
+    return last
 
 
 def _count(events: QuerySet[Event]) -> Count:

@@ -74,10 +74,9 @@ def csrf_client() -> Client:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rejection_log() -> Iterator[None]:
+def _fresh_rejection_log() -> None:
     # Rejections of one client and reason are logged once a minute per process: each test
     # starts with none seen, so that its own first rejection is logged.
     from django_klarefi.rejections import REJECTION_LOG
 
     REJECTION_LOG.clear()
-    yield

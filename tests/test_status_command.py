@@ -159,7 +159,8 @@ def status_queries():
 
 def test_no_query_counts_the_whole_table_or_loads_payloads():
     for sql in status_queries():
-        assert '"payload"' not in sql and '"error"' not in sql, sql
+        assert '"payload"' not in sql, sql
+        assert '"error"' not in sql, sql
         if "WHERE" not in sql:
             # The latest received_at: one lookup at the end of its index.
             assert sql == (
