@@ -123,6 +123,8 @@ class Redelivery:
     #: Why the retries are over: ``"attempts"`` (all made), ``"schedule"`` (its time is
     #: past), ``"answered"`` (task mode: every delivery was answered 200); "" when not over.
     reason: str
+    #: Which of Klarefi's attempts (2 to 5) is expected next; None when ``exhausted``.
+    attempt: int | None = None
 
 
 def redelivery(event: Event, *, now: datetime | None = None) -> Redelivery:
@@ -132,6 +134,7 @@ def redelivery(event: Event, *, now: datetime | None = None) -> Redelivery:
     now = timezone.now() if now is None else now
     expected = next_delivery_expected(event.deliveries, event.received_at, now)
     if expected is not None:
-        return Redelivery(exhausted=False, expected_at=expected, reason="")
+        attempt = ATTEMPT_OFFSETS.index(expected - event.received_at) + 1
+        return Redelivery(exhausted=False, expected_at=expected, reason="", attempt=attempt)
     reason = "attempts" if event.deliveries >= ATTEMPTS else "schedule"
     return Redelivery(exhausted=True, expected_at=None, reason=reason)
