@@ -13,7 +13,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_klarefi.models import Event
 from tests.test_admin import change_url, listed_event_ids, make_event
 
 pytestmark = pytest.mark.django_db
