@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from django.db import DatabaseError
+
 from django_klarefi import metrics
 from django_klarefi.log_fields import endpoint_of, event_extra
 from django_klarefi.models import Event
@@ -18,7 +20,7 @@ from django_klarefi.redelivery import redelivery
 from django_klarefi.signal_sending import send_robustly
 from django_klarefi.signals import event_failed
 
-__all__ = ["report_failure"]
+__all__ = ["report_failure", "report_recorded_failure"]
 
 logger = logging.getLogger("django_klarefi.signals")
 
@@ -58,3 +60,22 @@ def report_failure(
     except Exception:
         logger.exception("Could not count a failed Klarefi event.")
     return retries_exhausted
+
+
+def report_recorded_failure(using: str, event_id: str, exception: BaseException) -> bool | None:
+    """:func:`report_failure` for the processing path, which holds the attempt's record
+    rather than the row: once the failure record has committed, read the row as recorded
+    (one query, on failures only) and report it. Returns ``retries_exhausted``, or None
+    when the row could not be read (deleted meanwhile, or the database is gone; logged).
+    Never raises."""
+    try:
+        event = Event.objects.using(using).filter(event_id=event_id).first()
+    except DatabaseError:
+        logger.exception(
+            "Klarefi event %s failed, but event_failed is not sent: its row could not be read.",
+            event_id,
+        )
+        return None
+    if event is None:
+        return None
+    return report_failure(event, exception)

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from django_klarefi.failures import report_failure
+from django_klarefi.failures import report_failure, report_recorded_failure
 from django_klarefi.models import Event
 from django_klarefi.signals import event_failed
 
@@ -104,3 +104,15 @@ def test_each_failure_is_counted_by_endpoint_and_documented_type():
     report_failure(failed_event(event_type="x.custom_type_123", deliveries=2), ValueError())
     after = [REGISTRY.get_sample_value(name, labels) or 0 for labels in (documented, other)]
     assert after == [before[0] + 1, before[1] + 1]
+
+
+def test_the_processing_path_reports_by_event_id_once_the_row_is_recorded(sent):
+    event = failed_event(deliveries=5, age=timedelta(minutes=40))
+    error = KeyError("x")
+    assert report_recorded_failure("default", event.event_id, error) is True
+    [(_, kwargs)] = sent
+    assert kwargs["event"].pk == event.pk
+    assert kwargs["event"].status == "failed"
+    assert kwargs["exception"] is error
+    assert report_recorded_failure("default", "evt_gone", error) is None
+    assert len(sent) == 1
