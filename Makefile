@@ -59,6 +59,7 @@ BENCH_FAILED ?= 100000
 BENCH_HTTP ?=
 BENCH_PAYLOADS ?=
 BENCH_BIG ?=
+BENCH_METRICS ?=
 BENCH_PG ?= klarefi_bench
 
 bench: $(VENV)/.test-installed
@@ -67,6 +68,7 @@ bench: $(VENV)/.test-installed
 	$(PY) bench/run.py || status=1; \
 	$(PY) bench/http.py --db sqlite --results $(BENCH_RESULTS) $(BENCH_HTTP) || status=1; \
 	$(PY) bench/payloads.py --db sqlite --results $(BENCH_RESULTS) $(BENCH_PAYLOADS) || status=1; \
+	$(PY) bench/metrics_cpu.py --results $(BENCH_RESULTS) $(BENCH_METRICS) || status=1; \
 	if scripts/postgres.sh; then \
 	  $(PY) bench/http.py --db postgres --pg-name $(BENCH_PG)_http \
 	    --results $(BENCH_RESULTS) $(BENCH_HTTP) || status=1; \

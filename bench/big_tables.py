@@ -97,6 +97,7 @@ def measure_size(args: argparse.Namespace, size: int, copied: int, handler: Any,
     from bench.tables import lists
     from bench.tables.ingest import measure_ingest
     from bench.tables.load import load
+    from bench.tables.status import time_status
     from django_klarefi.models import Event
 
     count = max(0, size - Event.objects.count())
@@ -117,6 +118,7 @@ def measure_size(args: argparse.Namespace, size: int, copied: int, handler: Any,
         "api": lists.time_views(client, api_urls, args.repeat),
         "api_deep_position": lists.cursor_position(api_urls["deep cursor (oldest tenth)"]),
         "api_deep_rows": lists.api_rows_shown(client, api_urls["deep cursor (oldest tenth)"]),
+        "status": time_status(args.repeat),
     }
 
 

@@ -27,6 +27,7 @@ RESULT_FILES = {
     "payloads-sqlite": "bench/payloads.py --db sqlite",
     "payloads-postgres": "bench/payloads.py --db postgres",
     "big-tables-postgres": "bench/big_tables.py",
+    "metrics-cpu": "bench/metrics_cpu.py",
 }
 
 

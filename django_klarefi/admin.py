@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from django_klarefi.admin_attention import NeedsAttentionFilter, redelivery_sentence
 from django_klarefi.admin_pages import EventAdminPages, SendTestEventForm
 from django_klarefi.changelist import EventChangeList, EventTypeFilter, StatusFilter
 from django_klarefi.models import Event
@@ -55,7 +56,7 @@ class EventAdmin(EventAdminPages):
         "received",
     )
     list_display_links = ("type_label",)
-    list_filter = (StatusFilter, EventTypeFilter, "is_test")
+    list_filter = (NeedsAttentionFilter, StatusFilter, EventTypeFilter, "is_test")
     date_hierarchy = "received_at"
     search_fields = ("event_id", "case_id", "session_id")
     search_help_text = _("Exact event id, case id or session id.")
@@ -101,10 +102,12 @@ class EventAdmin(EventAdminPages):
         (_("Payload"), {"fields": ["pretty_payload"]}),
     ]
     # Everything shown is read-only: events come from Klarefi.
-    readonly_fields = [*flatten_fieldsets(fieldsets), "last_error"]
+    readonly_fields = [*flatten_fieldsets(fieldsets), "last_error", "klarefi_retries"]
 
     def get_fieldsets(self, request: HttpRequest, obj: Event | None = None) -> Any:
         fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None and obj.status == Event.Status.FAILED:
+            fieldsets.insert(1, (_("Klarefi's retries"), {"fields": ["klarefi_retries"]}))
         if obj is not None and obj.error:
             fieldsets.append((_("Last error"), {"fields": ["last_error"]}))
         return fieldsets
@@ -207,6 +210,11 @@ class EventAdmin(EventAdminPages):
     def pretty_payload(self, event: Event) -> SafeString:
         text = json.dumps(event.payload, indent=2, ensure_ascii=False, sort_keys=False)
         return _preformatted(text, "klarefi-payload")
+
+    @admin.display(description=_("delivered again?"))
+    def klarefi_retries(self, event: Event) -> str:
+        """For a failed event: whether, and about when, Klarefi delivers it again."""
+        return redelivery_sentence(event)
 
     @admin.display(description=_("error and traceback"))
     def last_error(self, event: Event) -> SafeString:

@@ -128,6 +128,12 @@ class Settings:
             settings, "KLAREFI_API_PERMISSION_CLASSES", ["rest_framework.permissions.IsAdminUser"]
         )
 
+    @property
+    def METRICS(self) -> Any:
+        """``KLAREFI_METRICS``: False turns the Prometheus metrics off. Default None: on when
+        ``prometheus_client`` is installed (``django-klarefi[prometheus]``)."""
+        return getattr(settings, "KLAREFI_METRICS", None)
+
 
 _SETTING_DOCSTRING = re.compile(r"\s*``(KLAREFI_[A-Z0-9_]+)``")
 

@@ -55,3 +55,21 @@ session_complete = EVENT_SIGNALS["session.complete"]
 session_submitted_incomplete = EVENT_SIGNALS["session.submitted_incomplete"]
 session_expired = EVENT_SIGNALS["session.expired"]
 case_completed = EVENT_SIGNALS["case.completed"]
+
+# What goes wrong (docs/signals.md, "When something goes wrong"). Both are sent robustly: a
+# receiver that raises is logged, and changes neither the answer nor the recorded outcome.
+__all__ += ["event_failed", "webhook_rejected"]
+
+#: Sent for every delivery answered 4xx or 503 before anything is stored, by the receiver,
+#: the DRF API view and the DRF authentication class alike, with ``sender`` the view or
+#: class, ``reason`` (the JSON ``error``), ``status`` (the HTTP status code), ``endpoint``
+#: (its name, or None when not known), ``client`` (the remote address) and ``detail`` (the
+#: JSON ``detail``). Never the body, a header or a secret. See
+#: :func:`django_klarefi.rejections.report_rejection`.
+webhook_rejected = Signal()
+
+#: Sent after a failed attempt is recorded, outside the attempt's rolled-back transaction,
+#: whichever path ran it, with ``sender=Event``, ``event`` (the row as recorded),
+#: ``exception`` and ``retries_exhausted`` (True when Klarefi will not deliver the event
+#: again). See :func:`django_klarefi.failures.report_failure`.
+event_failed = Signal()

@@ -71,3 +71,12 @@ def handlers() -> Iterator[Handlers]:
 def csrf_client() -> Client:
     """A client that enforces CSRF like a real browser request would be checked."""
     return Client(enforce_csrf_checks=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rejection_log() -> None:
+    # Rejections of one client and reason are logged once a minute per process: each test
+    # starts with none seen, so that its own first rejection is logged.
+    from django_klarefi.rejections import REJECTION_LOG
+
+    REJECTION_LOG.clear()

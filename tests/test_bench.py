@@ -150,6 +150,12 @@ EXPECTED = {
         ("time per request vs the baseline's", 2),
     ],
     "§4": [("klarefi_reprocess --failed: progress shown, not a terminal", 1)],
+    "§5": [
+        ("receiver CPU per request, metrics on vs off: new event", 1),
+        ("receiver CPU per request, metrics on vs off: rejected (bad signature)", 1),
+        ("klarefi_status --json, time", 1),
+        ("klarefi_status: no COUNT(*) over the whole table", 1),
+    ],
 }
 
 
@@ -289,6 +295,9 @@ def test_big_tables_bench_runs_and_marks_every_target(tmp_path: Path) -> None:
     assert_every_target_has_a_row(rows)
     for section in ("§2", "§4"):
         assert "not measured" not in marked(rows, section), section
+    status = {r["what"]: r for r in rows if r["section"] == "§5"}
+    assert status["klarefi_status: no COUNT(*) over the whole table"]["verdict"] == "**met**"
+    assert status["klarefi_status --json, time"]["verdict"] in {"**met**", "**missed**"}
     # The pruned rows were deleted, every answer during the prune was 2xx, the failed
     # events were all reprocessed, and their progress was shown.
     verdicts = {r["what"]: r for r in rows if r["section"] in ("§2", "§4")}
@@ -300,6 +309,17 @@ def test_big_tables_bench_runs_and_marks_every_target(tmp_path: Path) -> None:
     assert progress["verdict"] == "**met**"
     assert "reprocess: 300 of 300 events (100%)" in progress["measured"]
     assert "**A light run**" in report
+
+
+def test_metrics_cpu_bench_runs_and_marks_its_targets(tmp_path: Path) -> None:
+    run_script("bench/metrics_cpu.py", "--rounds", "2", "--events", "10", "--results",
+               str(tmp_path))  # fmt: skip
+
+    rows = report_rows(render_report(tmp_path))
+    assert_every_target_has_a_row(rows)
+    cpu = [r for r in rows if r["section"] == "§5" and r["what"].startswith("receiver CPU")]
+    assert len(cpu) == 2
+    assert {r["verdict"] for r in cpu} <= {"**met**", "**missed**"}
 
 
 def test_the_docs_show_the_baseline_view_in_full() -> None:
@@ -326,5 +346,5 @@ def test_the_docs_list_the_commands_make_bench_runs() -> None:
     block = page.split("\n## Running the benchmarks\n", 1)[1].split("```console\n", 1)[1]
     shown = [line.removeprefix("$ ") for line in block.split("```", 1)[0].splitlines()]
 
-    assert len(ran) == 8
+    assert len(ran) == 9
     assert shown == ran

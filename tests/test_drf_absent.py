@@ -76,11 +76,12 @@ django.setup()
 from django.core.management import call_command
 import django_klarefi
 
-# Every core module imports (the contrib package and the pytest plugin aside).
+# Every core module imports (the contrib package, the pytest plugin and the prometheus
+# extra's module aside: tox's nodrf env has no prometheus_client either).
 package = pathlib.Path(django_klarefi.__file__).parent
 for path in sorted(package.rglob("*.py")):
     parts = path.relative_to(package.parent).with_suffix("").parts
-    if parts[1] not in ("contrib", "migrations", "pytest_plugin"):
+    if parts[1] not in ("contrib", "migrations", "pytest_plugin", "prometheus"):
         importlib.import_module(".".join(parts).removesuffix(".__init__"))
 
 call_command("migrate", verbosity=0)

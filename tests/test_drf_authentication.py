@@ -101,7 +101,7 @@ def test_unreadable_body_is_400_and_logged(caplog):
     ):
         KlarefiSignatureAuthentication().authenticate(request)
     assert failure.value.get_codes() == "unreadable_body"
-    [record] = klarefi_records(caplog)
+    [record] = rejection_records(caplog)
     assert record.levelno == logging.WARNING
     assert "unreadable_body" in record.getMessage()
 
@@ -211,7 +211,17 @@ def _drf_request(body, headers):
 
 
 def klarefi_records(caplog):
-    return [record for record in caplog.records if record.name == "django_klarefi"]
+    """The records of django-klarefi's loggers but the rejections one (its warning is the
+    one rejection_record finds)."""
+    return [
+        record
+        for record in caplog.records
+        if record.name.startswith("django_klarefi") and record.name != "django_klarefi.rejections"
+    ]
+
+
+def rejection_records(caplog):
+    return [record for record in caplog.records if record.name == "django_klarefi.rejections"]
 
 
 def assert_no_secret_logged(caplog, header):
@@ -225,8 +235,8 @@ def assert_no_secret_logged(caplog, header):
 
 
 def post_signed(client, caplog, body, header):
-    """POST ``body`` with ``header`` to the signed view: the answer, and the one record of
-    the ``django_klarefi`` logger, once no record is seen to carry the secret or header."""
+    """POST ``body`` with ``header`` to the signed view: the answer, and the one rejection
+    record, once no record is seen to carry the secret or header."""
     with caplog_at_debug(caplog):
         response = client.post(
             reverse("signed"),
@@ -234,7 +244,7 @@ def post_signed(client, caplog, body, header):
             content_type="application/json",
             headers={SIGNATURE_HEADER: header},
         )
-    [record] = klarefi_records(caplog)
+    [record] = rejection_records(caplog)
     assert_no_secret_logged(caplog, header)
     return response, record
 
@@ -262,7 +272,7 @@ def test_bad_signature_is_logged_as_a_warning_without_the_signature(client, capl
     assert response.status_code == 401
     assert record.levelno == logging.WARNING
     message = record.getMessage()
-    assert message.startswith(f"Rejected Klarefi-signed request to {reverse('signed')} from ")
+    assert message.startswith(f"Rejected Klarefi webhook to {reverse('signed')} from ")
     assert "127.0.0.1" in message
     assert code in message
 
@@ -286,11 +296,13 @@ def test_body_over_the_limit_is_logged(client, caplog, settings):
 def test_no_secret_configured_is_logged_as_an_error_naming_the_setting(client, caplog, settings):
     header = signature_header(BODY)
     settings.KLAREFI_WEBHOOK_SECRET = ""
-    response, record = post_signed(client, caplog, BODY, header)
+    response, rejection = post_signed(client, caplog, BODY, header)
     assert response.status_code == 503
     assert response.json()["detail"] == (
         "Klarefi signatures cannot be verified: no secret is configured."
     )
+    assert rejection.klarefi_reason == "not_configured"
+    [record] = klarefi_records(caplog)
     assert record.levelno == logging.ERROR
     assert "KLAREFI_WEBHOOK_SECRET" in record.getMessage()
 
@@ -298,4 +310,4 @@ def test_no_secret_configured_is_logged_as_an_error_naming_the_setting(client, c
 def test_a_valid_signature_logs_nothing(client, caplog):
     with caplog_at_debug(caplog):
         assert post_event(client, "case.completed", url=reverse("signed")).status_code == 201
-    assert klarefi_records(caplog) == []
+    assert klarefi_records(caplog) == rejection_records(caplog) == []

@@ -15,6 +15,8 @@ from rest_framework.request import Request
 
 from django_klarefi.conf import conf
 from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
+from django_klarefi.log_fields import DEFAULT_ENDPOINT
+from django_klarefi.rejections import report_rejection
 from django_klarefi.signature import (
     SIGNATURE_HEADER,
     InvalidPayload,
@@ -57,9 +59,11 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
     401 with a ``WWW-Authenticate`` header; a signed body that is not a JSON event is a 400
     (``invalid_payload``), as the receiver answers.
 
-    Every refused request is logged as the receiver logs it (logger ``django_klarefi``: a
-    warning with the client and the reason; an error naming ``KLAREFI_WEBHOOK_SECRET``
-    when it is not set), never with the secret or the signature.
+    Every refused request is reported as the receiver reports it
+    (:func:`django_klarefi.rejections.report_rejection`): a warning with the client and
+    the reason on the ``django_klarefi.rejections`` logger (rate-limited), the
+    ``webhook_rejected`` signal and the rejections metric; and an error naming
+    ``KLAREFI_WEBHOOK_SECRET`` when it is not set. Never with the secret or the signature.
 
     The body is read (and kept) before DRF parses it, so ``request.data`` works in the
     view. Put this class before any class that reads ``request.data``.
@@ -85,17 +89,18 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
                 "the Klarefi dashboard.",
                 request._request.path,
             )
-            raise NotConfigured()
+            raise _reported(request, NotConfigured(), self)
         try:
             body = self.read_body(request)
             verified = verify_webhook(body, header, secrets, tolerance=conf.WEBHOOK_TOLERANCE)
         except InvalidPayload as exc:
             # Signed, but not a JSON event: 400, as the receiver answers.
-            raise _logged(request, ParseError(str(exc), code=exc.reason)) from None
+            raise _reported(request, ParseError(str(exc), code=exc.reason), self) from None
         except WebhookVerificationError as exc:
-            raise _logged(request, AuthenticationFailed(str(exc), code=exc.reason)) from None
+            error = AuthenticationFailed(str(exc), code=exc.reason)
+            raise _reported(request, error, self) from None
         except (BodyTooLarge, ParseError) as exc:
-            raise _logged(request, exc) from None
+            raise _reported(request, exc, self) from None
         return AnonymousUser(), verified
 
     def authenticate_header(self, request: Request) -> str:
@@ -149,14 +154,19 @@ def _read_undeclared_body(request: HttpRequest, limit: int) -> bytes:
     return body
 
 
-def _logged(request: Request, exc: APIException) -> APIException:
-    """``exc``, after the warning the receiver logs for a rejected delivery."""
-    client = request._request.META.get("REMOTE_ADDR") or "unknown"
-    logger.warning(
-        "Rejected Klarefi-signed request to %s from %s: %s (%s)",
-        request._request.path,
-        client,
-        exc.get_codes(),
-        exc.detail,
+def _reported(
+    request: Request, exc: APIException, authentication: BaseAuthentication
+) -> APIException:
+    """``exc``, once reported as the receiver reports a rejected delivery: a rate-limited
+    warning, ``webhook_rejected`` and the metric, with the exception's code as the reason."""
+    codes = exc.get_codes()
+    report_rejection(
+        client=str(request._request.META.get("REMOTE_ADDR") or "unknown"),
+        status=exc.status_code,
+        reason=codes if isinstance(codes, str) else exc.default_code,
+        detail=str(exc.detail),
+        sender=type(authentication),
+        endpoint=DEFAULT_ENDPOINT,
+        path=request._request.path,
     )
     return exc

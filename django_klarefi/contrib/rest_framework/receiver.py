@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.http import HttpResponse
+from rest_framework.exceptions import APIException
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
@@ -15,6 +16,8 @@ from rest_framework.views import APIView
 
 from django_klarefi import views
 from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
+from django_klarefi.log_fields import DEFAULT_ENDPOINT
+from django_klarefi.rejections import report_rejection
 
 __all__ = ["KlarefiWebhookAPIView"]
 
@@ -40,6 +43,8 @@ class KlarefiWebhookAPIView(APIView):
     read, verification, processing, status codes, JSON bodies and dedupe. Other methods
     get the plain view's answers (405, or 200 to ``OPTIONS``). What DRF adds is its
     per-view machinery, throttling above all: set ``throttle_classes`` in a subclass.
+    A delivery DRF itself refuses (429 ``throttled``, say) is reported as the receiver
+    reports its own rejections (:func:`django_klarefi.rejections.report_rejection`).
 
     No authentication class runs: the signature is the authentication, and it is checked
     with the body by the receiver itself. So there is no session, and no CSRF check.
@@ -55,6 +60,23 @@ class KlarefiWebhookAPIView(APIView):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
         return views.outside_atomic_requests(super().as_view(**initkwargs))
+
+    def handle_exception(self, exc: Exception) -> Any:
+        """DRF's answer to ``exc`` (or its re-raise), reported as a rejection when DRF
+        refused the delivery before the receiver saw it."""
+        response = super().handle_exception(exc)
+        if isinstance(exc, APIException):
+            codes = exc.get_codes()
+            report_rejection(
+                client=str(self.request.META.get("REMOTE_ADDR") or "unknown"),
+                status=response.status_code,
+                reason=codes if isinstance(codes, str) else exc.default_code,
+                detail=str(exc.detail),
+                sender=type(self),
+                endpoint=DEFAULT_ENDPOINT,
+                path=self.request.path,
+            )
+        return response
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         return views.handle_delivery(request._request)
