@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,7 +23,10 @@ from django.db import IntegrityError, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
+from django_klarefi import metrics
+from django_klarefi.failures import report_recorded_failure
 from django_klarefi.locks import Lock, begin_attempt, lock_event
+from django_klarefi.log_fields import endpoint_of, event_extra, log_extra
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import event_fields
@@ -139,6 +143,7 @@ def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Foun
     changes nothing.
     """
     committed = False
+    began = 0.0
     opened: _Opened | None = None
     ended: Result | Found | Conflict | None = None
 
@@ -154,6 +159,7 @@ def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Foun
             begun = _open(using, start)
             if isinstance(begun, _Opened):
                 opened = begun
+                began = time.perf_counter()
                 send_event_signals(opened.event)
                 _ensure_committable(using)
                 write_success(using, opened.record)
@@ -173,7 +179,9 @@ def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Foun
             raise  # our own statements failed (the database is unavailable): nothing written
         return _failed(using, start, opened, exc)
     if opened is not None:
-        return Result(Outcome.PROCESSED, opened.record.event_id, opened.record.attempt)
+        record = opened.record
+        metrics.observe_processing(record.endpoint, record.event_type, time.perf_counter() - began)
+        return Result(Outcome.PROCESSED, record.event_id, record.attempt)
     assert ended is not None
     return ended
 
@@ -191,6 +199,7 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
             pk=event.pk,
             event_id=event.event_id,
             event_type=event.event_type,
+            endpoint=endpoint_of(event),
             attempt=1,
             started_at=started_at,
             deliveries=event.deliveries,
@@ -223,6 +232,7 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
         pk=row.pk,
         event_id=row.event_id,
         event_type=row.event_type,
+        endpoint=endpoint_of(row),
         attempt=row.attempts + 1,
         started_at=started_at,
         deliveries=deliveries,
@@ -259,6 +269,7 @@ def _first_opened(start: FirstDelivery | StoredEvent) -> _Opened:
         pk=None,
         event_id=event.event_id,
         event_type=event.event_type,
+        endpoint=endpoint_of(event),
         attempt=1,
         started_at=timezone.now(),
         deliveries=event.deliveries,
@@ -292,6 +303,7 @@ def _failed(
         safe_text(record.event_id),
         safe_text(record.event_type),
         safe_text(type(exc).__qualname__),
+        extra=_log_extra(record, outcome=Outcome.FAILED),
     )
     new_row = start.pristine_event() if isinstance(start, FirstDelivery) else opened.stored
     try:
@@ -305,11 +317,26 @@ def _failed(
             "answered with an error, so Klarefi retries it.",
             safe_text(record.event_id),
             safe_text(type(failure).__qualname__),
+            extra=_log_extra(record, outcome=Outcome.FAILED),
         )
         raise
+    if result.outcome is Outcome.FAILED and result.attempt is not None:
+        # Recorded, outside the rolled-back transaction: event_failed, the metric. (A
+        # failure left to another attempt is reported by that one.)
+        report_recorded_failure(using, record.event_id, exc)
     if not isinstance(exc, Exception):
         raise exc
     return result
+
+
+def _log_extra(record: AttemptRecord, **facts: Any) -> dict[str, Any]:
+    return log_extra(
+        event_id=safe_text(record.event_id),
+        event_type=safe_text(record.event_type),
+        endpoint=record.endpoint,
+        attempt=record.attempt,
+        **facts,
+    )
 
 
 def _after_commit(
@@ -337,6 +364,7 @@ def _after_commit(
         safe_text(type(exc).__qualname__),
         safe_text(start.event_id),
         exc_info=exc,
+        extra=log_extra(event_id=safe_text(start.event_id)),
     )
     return result
 
@@ -387,5 +415,6 @@ def enqueue_event(enqueue: Enqueue | None, event: Event) -> None:
             safe_text(event.event_id),
             safe_text(event.event_type),
             safe_text(type(exc).__qualname__),
+            extra=event_extra(event, outcome=Outcome.NOT_QUEUED),
         )
         raise EnqueueFailed(str(exc)) from exc

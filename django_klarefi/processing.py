@@ -49,6 +49,7 @@ from django_klarefi.attempts import (
     run_attempt,
     send_event_signals,
 )
+from django_klarefi.log_fields import log_extra
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import InvalidEvent, event_fields
@@ -198,5 +199,9 @@ def _queue(using: str, first: FirstDelivery, enqueue: Enqueue) -> Result | Found
 
 
 def _in_flight(event_id: str) -> Result:
-    logger.info("Klarefi event %s is being processed elsewhere; retry later.", safe_text(event_id))
+    logger.info(
+        "Klarefi event %s is being processed elsewhere; retry later.",
+        safe_text(event_id),
+        extra=log_extra(event_id=safe_text(event_id), outcome=Outcome.IN_FLIGHT),
+    )
     return Result(Outcome.IN_FLIGHT, event_id)

@@ -52,6 +52,8 @@ class AttemptRecord:
     pk: int | None
     event_id: str
     event_type: str
+    #: The endpoint the event came in on.
+    endpoint: str
     #: This attempt's number: the row's ``attempts`` once it is recorded.
     attempt: int
     #: When this attempt started: ``processed_at`` if it succeeds. It also tells this

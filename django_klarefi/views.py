@@ -19,10 +19,12 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from django_klarefi import tasks
+from django_klarefi import metrics, tasks
 from django_klarefi.conf import conf
+from django_klarefi.log_fields import DEFAULT_ENDPOINT, log_extra
 from django_klarefi.payloads import InvalidEvent
 from django_klarefi.processing import Outcome, receive_event
+from django_klarefi.rejections import report_rejection
 from django_klarefi.signature import (
     SIGNATURE_HEADER,
     InvalidPayload,
@@ -132,14 +134,16 @@ def answer_delivery(body: bytes, signature_header: str | None, *, client: str = 
 
 
 def _answer(body: bytes, signature_header: str | None, client: str) -> HttpResponse:
+    endpoint = DEFAULT_ENDPOINT
     secrets = conf.WEBHOOK_SECRETS
     if not secrets:
         # Servers such as gunicorn never run the system checks (E001): say it here too.
         logger.error(
             "Klarefi webhook not accepted: KLAREFI_WEBHOOK_SECRET is not set, so it cannot "
-            "be verified. Set it to the whsec_... signing secret from the Klarefi dashboard."
+            "be verified. Set it to the whsec_... signing secret from the Klarefi dashboard.",
+            extra=log_extra(endpoint=endpoint, reason="not_configured"),
         )
-        return _json(503, {"error": "not_configured"}, retry_after=True)
+        return _unavailable(client, "not_configured", endpoint)
     try:
         verified = verify_webhook(body, signature_header, secrets, tolerance=conf.WEBHOOK_TOLERANCE)
         enqueue = tasks.enqueue_processing if conf.PROCESSING == "task" else None
@@ -147,18 +151,22 @@ def _answer(body: bytes, signature_header: str | None, client: str) -> HttpRespo
             verified.payload, raw_body=body, signed_at=verified.timestamp, enqueue=enqueue
         )
     except InvalidPayload as exc:
-        return _reject(client, 400, exc.reason, str(exc))
+        return _reject(client, 400, exc.reason, str(exc), endpoint)
     except WebhookVerificationError as exc:
-        return _reject(client, 401, exc.reason, str(exc))
+        return _reject(client, 401, exc.reason, str(exc), endpoint)
     except InvalidEvent as exc:
-        return _reject(client, 400, "invalid_event", str(exc))
+        return _reject(client, 400, "invalid_event", str(exc), endpoint)
     except (OperationalError, InterfaceError):
         # The database is down, or locked past SQLite's busy timeout: nothing was
         # committed, so ask Klarefi to deliver again.
-        logger.exception("Klarefi webhook not stored: the database is unavailable.")
-        return _json(503, {"error": "database_unavailable"}, retry_after=True)
+        logger.exception(
+            "Klarefi webhook not stored: the database is unavailable.",
+            extra=log_extra(endpoint=endpoint, reason="database_unavailable"),
+        )
+        return _unavailable(client, "database_unavailable", endpoint)
 
     status = OUTCOME_STATUS[result.outcome]
+    metrics.count_delivery(endpoint, str(result.outcome))
     return _json(
         status,
         {"status": str(result.outcome), "event_id": result.event_id},
@@ -206,12 +214,31 @@ def read_body(request: HttpRequest, limit: int) -> bytes | Unread:
     return Unread.TOO_LARGE if len(body) > limit else body
 
 
-def _reject(client: str, status: int, reason: str, detail: str) -> HttpResponse:
-    logger.warning("Rejected Klarefi webhook from %s: %s (%s)", client, reason, detail)
+def _reject(
+    client: str, status: int, reason: str, detail: str, endpoint: str | None = None
+) -> HttpResponse:
+    """Answer a delivery refused before anything was stored: logged (rate-limited), sent
+    as ``webhook_rejected``, counted (:func:`~django_klarefi.rejections.report_rejection`)."""
+    report_rejection(
+        client=client,
+        status=status,
+        reason=reason,
+        detail=detail,
+        sender=webhook,
+        endpoint=endpoint,
+    )
     response = _json(status, {"error": reason, "detail": detail})
     if status == 405:
         response["Allow"] = "POST, OPTIONS"
     return response
+
+
+def _unavailable(client: str, reason: str, endpoint: str | None) -> HttpResponse:
+    """503 before anything was stored; logged at ERROR by the caller, reported here."""
+    report_rejection(
+        client=client, status=503, reason=reason, detail="", sender=webhook, endpoint=endpoint
+    )
+    return _json(503, {"error": reason}, retry_after=True)
 
 
 def _json(status: int, data: dict[str, Any], *, retry_after: bool = False) -> HttpResponse:
