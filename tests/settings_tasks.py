@@ -7,6 +7,8 @@ A named backend and queue, not the defaults, so that the workers' tests also pro
 
 from __future__ import annotations
 
+import os
+
 import django
 
 from tests.settings import *  # noqa: F403
@@ -23,6 +25,6 @@ TASKS = {
     "default": {"BACKEND": f"{FRAMEWORK}.backends.immediate.ImmediateBackend"},
     "webhooks": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["klarefi"]},
 }
-KLAREFI_PROCESSING = "task"
+KLAREFI_PROCESSING = os.environ.get("KLAREFI_TEST_PROCESSING", "task")
 KLAREFI_TASK_BACKEND = "webhooks"
 KLAREFI_TASK_QUEUE = "klarefi"

@@ -272,3 +272,54 @@ def recover_the_killed_event(event, *, release, log, reprocess, redeliver) -> No
 
 def _ago(*, seconds: float) -> datetime:
     return timezone.now() - timedelta(seconds=seconds)
+
+
+# -- Receivers that touch their own event ---------------------------------------------------
+
+MEDDLING = ("refresh", "refresh_and_save", "update")
+
+
+def test_receivers_that_touch_their_event_never_decide_its_bookkeeping(task_table, tmp_path):
+    # The adversarial run's break: a receiver's refresh_from_db() left queued events pending
+    # with 0 attempts after their task ran, and a failed event's redelivery failed after it
+    # succeeded, so klarefi_reprocess ran their receivers again. Real gunicorn (sync and task
+    # mode) and a real django-tasks-db worker.
+    fixed = tmp_path / "fixed"
+    task_payloads = [
+        {"id": f"evt_meddle_{m}", "event": "case.completed", "task_test": {"meddle": m}}
+        for m in MEDDLING
+    ]
+    failing = [
+        {
+            "id": f"evt_meddle_failed_{m}",
+            "event": "case.completed",
+            "task_test": {"meddle": m, "fail_unless": str(fixed)},
+        }
+        for m in MEDDLING
+    ]
+    with gunicorn(workers=1, settings_module=SETTINGS) as base, worker("w1"):
+        for payload in task_payloads:
+            assert deliver(base, signed(payload))[-1] == 200
+        wait_for(
+            lambda: Event.objects.filter(status="processed").count() == len(MEDDLING),
+            what="every queued event processed",
+        )
+    sync = {"KLAREFI_TEST_PROCESSING": "sync"}
+    with gunicorn(workers=1, settings_module=SETTINGS, env=sync) as base:
+        for payload in failing:
+            assert post(base, signed(payload))[0] == 500
+        fixed.touch()
+        for payload in failing:
+            assert post(base, signed(payload)) == (
+                200,
+                {"status": "processed", "event_id": payload["id"]},
+            )
+    rows = {e.event_id: (e.status, e.attempts, e.deliveries, e.error) for e in Event.objects.all()}
+    for payload in task_payloads:
+        assert rows[payload["id"]] == ("processed", 1, 1, "")
+    for payload in failing:
+        assert rows[payload["id"]] == ("processed", 2, 2, "")
+    # Nothing is left for the documented cron to run again.
+    assert run_to_completion("klarefi_reprocess", "--pending", "--failed") == 0
+    runs = Counter(HandlerRecord.objects.values_list("event_id", "handler"))
+    assert set(runs.values()) == {1}
