@@ -417,4 +417,4 @@ def enqueue_event(enqueue: Enqueue | None, event: Event) -> None:
             safe_text(type(exc).__qualname__),
             extra=event_extra(event, outcome=Outcome.NOT_QUEUED),
         )
-        raise EnqueueFailed(str(exc)) from exc
+        raise EnqueueFailed(safe_text(type(exc).__qualname__)) from exc

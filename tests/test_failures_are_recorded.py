@@ -164,8 +164,24 @@ def raw_statement(sql):
         cursor.execute(sql)
 
 
+def attempt(client, mode):
+    """Deliver ``case_completed()`` and run its receivers: in sync mode the delivery's answer,
+    in task mode the task's return value (the delivery answered ``queued``)."""
+    if mode == "sync":
+        response = post_event(client, case_completed())
+        return response.status_code, response.json()["status"]
+    with override_settings(**TASK_MODE):
+        assert post_event(client, case_completed()).json()["status"] == "queued"
+        results = tasks.task_backends["default"].results
+        queued = results[-1]
+        return None, queued.task.call(*queued.args)
+
+
+@pytest.mark.parametrize("mode", ["sync", "task"])
 @pytest.mark.parametrize("then_raise", [True, False], ids=["then_raises", "then_returns"])
-def test_a_receivers_raw_commit_fails_the_attempt_with_its_record(client, handlers, then_raise):
+def test_a_receivers_raw_commit_fails_the_attempt_with_its_record(
+    client, handlers, mode, then_raise
+):
     # The raw COMMIT ends the attempt's transaction (what it committed stays): the attempt
     # is failed with its error, counted once, never answered as processed.
     def commit(event):
@@ -175,20 +191,22 @@ def test_a_receivers_raw_commit_fails_the_attempt_with_its_record(client, handle
                 raise RuntimeError("raised after a raw COMMIT")
 
     handlers.on_call = commit
-    response = post_event(client, case_completed())
-    assert (response.status_code, response.json()["status"]) == (500, "failed")
+    status, outcome = attempt(client, mode)
+    assert (status, outcome) == ((500, "failed") if mode == "sync" else (None, "failed"))
     event = Event.objects.get()
     assert (event.status, event.attempts, event.deliveries) == ("failed", 1, 1)
     expected = "raised after a raw COMMIT" if then_raise else "(a raw COMMIT or ROLLBACK)"
     assert expected in event.error
-    # Its retry runs it, once.
+    # It runs again, once.
     handlers.on_call = None
-    assert post_event(client, case_completed()).json()["status"] == "processed"
+    handlers.calls.clear()
+    assert process_event(event).outcome == Outcome.PROCESSED
     event.refresh_from_db()
-    assert (event.status, event.attempts, event.deliveries) == ("processed", 2, 2)
+    assert (event.status, event.attempts, event.deliveries) == ("processed", 2, 1)
 
 
-def test_a_commit_whose_reply_is_lost_is_answered_as_processed(client, handlers, monkeypatch):
+@pytest.mark.parametrize("mode", ["sync", "task"])
+def test_a_commit_whose_reply_is_lost_is_answered_as_processed(client, handlers, monkeypatch, mode):
     # COMMIT reaches the database, but its reply does not come back: the failure record
     # finds this attempt's own success, and neither counts it again nor answers 500.
     wrapper = type(connections["default"])
@@ -197,15 +215,15 @@ def test_a_commit_whose_reply_is_lost_is_answered_as_processed(client, handlers,
 
     def commit_then_lose_the_reply(self):
         commit(self)
-        if not lost:
+        if handlers.calls and not lost:  # the attempt's COMMIT, not task mode's INSERT
             lost.append(True)
             raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(wrapper, "_commit", commit_then_lose_the_reply)
-    response = post_event(client, case_completed())
+    status, outcome = attempt(client, mode)
     monkeypatch.undo()
     assert lost
-    assert (response.status_code, response.json()["status"]) == (200, "processed")
+    assert (status, outcome) == ((200, "processed") if mode == "sync" else (None, "processed"))
     event = Event.objects.get()
     assert (event.status, event.attempts, event.deliveries, event.error) == (
         "processed",
@@ -214,8 +232,8 @@ def test_a_commit_whose_reply_is_lost_is_answered_as_processed(client, handlers,
         "",
     )
     assert HandlerRecord.objects.filter(handler="typed").count() == 1
-    # On a redelivery too: recorded as processed, not counted twice.
-    assert process_event(event, force=True).outcome == Outcome.PROCESSED
+    # Never run again for it.
+    assert process_event(event).outcome == Outcome.ALREADY_PROCESSED
 
 
 def test_an_integer_id_and_its_decimal_string_are_one_event(client, handlers):
