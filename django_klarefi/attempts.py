@@ -165,17 +165,15 @@ def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Foun
                 write_success(using, opened.record)
             else:
                 ended = begun
-    except IntegrityError as exc:
-        if opened is None and isinstance(start, FirstDelivery):
-            return Conflict(exc)  # outside the except block's context, processing decides
-        return _failed(using, start, opened, exc)
-    except SaveSignalFailed as exc:
-        return _failed(using, start, _first_opened(start), exc.error)
     except BaseException as exc:
         if committed:
             # The COMMIT succeeded; a callback registered with on_commit raised after it.
             return _after_commit(using, start, opened, ended, exc)
+        if isinstance(exc, SaveSignalFailed):
+            return _failed(using, start, _first_opened(start), exc.error)
         if opened is None:
+            if isinstance(exc, IntegrityError) and isinstance(start, FirstDelivery):
+                return Conflict(exc)  # the event id stored meanwhile, or another constraint
             raise  # our own statements failed (the database is unavailable): nothing written
         return _failed(using, start, opened, exc)
     if opened is not None:

@@ -245,3 +245,18 @@ def test_an_integer_id_and_its_decimal_string_are_one_event(client, handlers):
     answer = post_event(client, {"id": "424242", "event": "case.completed"}).json()
     assert answer == {"status": "already_processed", "event_id": "424242"}
     assert len(handlers.calls) == 2  # the typed and the catch-all receiver, once each
+
+
+def test_an_integrity_error_after_the_commit_does_not_fail_the_committed_event(client, handlers):
+    # An on_commit callback that raises IntegrityError runs after the COMMIT: the event is
+    # processed, and no failure record may overwrite it.
+    from django.db import IntegrityError, transaction
+
+    def raise_after_commit():
+        raise IntegrityError("a callback's own write failed")
+
+    handlers.on_call = lambda event: transaction.on_commit(raise_after_commit)
+    response = post_event(client, case_completed())
+    assert (response.status_code, response.json()["status"]) == (200, "processed")
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.error) == ("processed", 1, "")
