@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 
 import pytest
+from django.core import checks
 from django.db import connection
 from django.test import override_settings
 
+from django_klarefi.conf import DEFAULT_IDLE_TRANSACTION_TIMEOUT, conf
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event
 from django_klarefi.testing import post_event
 from tests.testapp.models import HandlerRecord
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
 
 ON_POSTGRES = os.environ.get("KLAREFI_TEST_DB") == "postgres"
 BOUND_SECONDS = 0.5
@@ -36,6 +38,7 @@ def wait_past_the_bound(event: Event) -> None:
     time.sleep(BOUND_SECONDS * 3)
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("attempt", ["first delivery", "redelivery", "process_event"])
 def test_a_receiver_idle_past_the_bound_fails_its_attempt_and_runs_again(client, handlers, attempt):
     """The first delivery holds the claim on the event id, the others the row lock."""
@@ -76,6 +79,7 @@ def idle_timeout_of_this_session() -> str:
         return str(cursor.fetchone()[0])
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 @pytest.mark.parametrize("attempt", ["first delivery", "redelivery"])
 def test_the_bound_lasts_the_attempts_transaction_only(client, handlers, attempt):
@@ -96,3 +100,28 @@ def test_the_bound_lasts_the_attempts_transaction_only(client, handlers, attempt
     assert (response.status_code, response.json()["status"]) == (200, "processed")
     assert seen == ["42s", "42s"]  # in the attempt, for each receiver
     assert idle_timeout_of_this_session() == server_setting != "42s"
+
+
+@pytest.mark.parametrize(
+    ("value", "read_as"),
+    [
+        (timedelta(minutes=2), timedelta(minutes=2)),
+        (90, timedelta(seconds=90)),
+        (2.5, timedelta(seconds=2.5)),
+        (None, None),
+    ],
+)
+def test_a_valid_bound_is_read_as_configured_with_no_check_message(settings, value, read_as):
+    settings.KLAREFI_IDLE_TRANSACTION_TIMEOUT = value
+    assert conf.IDLE_TRANSACTION_TIMEOUT == read_as
+    assert not [m for m in checks.run_checks() if m.id == "django_klarefi.E014"]
+
+
+@pytest.mark.parametrize("value", [0, -5, True, "60", "60s", timedelta(0), timedelta(seconds=-60)])
+def test_a_bad_bound_is_e014_and_read_as_the_default(settings, value):
+    """Never read as "unbounded": a typo must not switch the bound off."""
+    settings.KLAREFI_IDLE_TRANSACTION_TIMEOUT = value
+    assert [m.id for m in checks.run_checks() if m.id == "django_klarefi.E014"] == [
+        "django_klarefi.E014"
+    ]
+    assert conf.IDLE_TRANSACTION_TIMEOUT == DEFAULT_IDLE_TRANSACTION_TIMEOUT
