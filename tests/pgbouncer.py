@@ -105,6 +105,9 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
     raise TimeoutError(f"pgbouncer did not listen on {port} within {timeout}s")
 
 
+#: The marks of a test (or a parameter) whose servers reach PostgreSQL through PgBouncer.
+BEHIND_PGBOUNCER = [pytest.mark.postgres, pytest.mark.pgbouncer]
+
 #: Parametrize the ``servers_database`` fixture (``indirect=True``) with these to run a
 #: test with its servers connected directly and through PgBouncer.
-ROUTES = ["direct", pytest.param("pgbouncer", marks=[pytest.mark.postgres, pytest.mark.pgbouncer])]
+ROUTES = ["direct", pytest.param("pgbouncer", marks=BEHIND_PGBOUNCER)]
