@@ -25,7 +25,6 @@ from django_klarefi.processing import Outcome, process_event
 from django_klarefi.testing import post_event
 from tests.testapp.models import HandlerRecord
 
-
 ON_POSTGRES = os.environ.get("KLAREFI_TEST_DB") == "postgres"
 BOUND_SECONDS = 0.5
 
@@ -113,7 +112,7 @@ def test_the_bound_lasts_the_attempts_transaction_only(client, handlers, attempt
 )
 def test_a_valid_bound_is_read_as_configured_with_no_check_message(settings, value, read_as):
     settings.KLAREFI_IDLE_TRANSACTION_TIMEOUT = value
-    assert conf.IDLE_TRANSACTION_TIMEOUT == read_as
+    assert read_as == conf.IDLE_TRANSACTION_TIMEOUT
     assert not [m for m in checks.run_checks() if m.id == "django_klarefi.E014"]
 
 
