@@ -135,10 +135,10 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     idle = getattr(settings, "KLAREFI_IDLE_TRANSACTION_TIMEOUT", None)
-    if not (idle is None or isinstance(idle, timedelta) or _positive_number(idle)):
+    if not (idle is None or _positive_number(idle) or _positive_timedelta(idle)):
         errors.append(
             Error(
-                "KLAREFI_IDLE_TRANSACTION_TIMEOUT must be a timedelta, a positive number of "
+                "KLAREFI_IDLE_TRANSACTION_TIMEOUT must be a positive timedelta or number of "
                 "seconds, or None.",
                 hint="Leave it unset for the default of 60 seconds.",
                 id="django_klarefi.E014",
@@ -149,6 +149,10 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
 
 def _positive_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _positive_timedelta(value: object) -> bool:
+    return isinstance(value, timedelta) and value > timedelta(0)
 
 
 def _positive_int(value: object) -> bool:

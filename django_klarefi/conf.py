@@ -99,12 +99,12 @@ class Settings:
         transaction may sit idle between two statements before the server ends its session
         and frees its locks: a ``timedelta`` or seconds; ``None`` leaves the server's own
         ``idle_in_transaction_session_timeout``. Default 60 seconds. Check E014 reports
-        other values; they are read as the default."""
+        other values (a zero or negative one included); they are read as the default."""
         value = getattr(
             settings, "KLAREFI_IDLE_TRANSACTION_TIMEOUT", DEFAULT_IDLE_TRANSACTION_TIMEOUT
         )
-        if value is None or isinstance(value, timedelta):
-            return value if value is None or value > timedelta(0) else None
+        if value is None or (isinstance(value, timedelta) and value > timedelta(0)):
+            return value
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return timedelta(seconds=value)
         return DEFAULT_IDLE_TRANSACTION_TIMEOUT

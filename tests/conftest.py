@@ -28,6 +28,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = selected
 
 
+#: ``KLAREFI_TEST_SERVERS_VIA=pgbouncer``: every test that starts servers or workers
+#: (marked ``slow``) on PostgreSQL has them reach the database through a private PgBouncer
+#: in transaction pooling mode (see ``servers_database``), to run whole files behind it.
+SERVERS_VIA_PGBOUNCER = os.environ.get("KLAREFI_TEST_SERVERS_VIA") == "pgbouncer"
+
+
+@pytest.fixture
+def servers_database(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[int]:
+    """The PostgreSQL port that the servers and workers this test starts connect to.
+
+    ``"direct"``: the test database's own. ``"pgbouncer"`` (parametrize indirectly with
+    ``tests.pgbouncer.ROUTES``): a private PgBouncer in transaction pooling mode in front
+    of it, which ``KLAREFI_PG_*`` in the environment sends every subprocess through. The
+    test process's own connection stays direct.
+    """
+    from django.db import connection
+
+    from tests.pgbouncer import pgbouncer
+
+    route = getattr(request, "param", "pgbouncer" if SERVERS_VIA_PGBOUNCER else "direct")
+    database = connection.settings_dict
+    port = int(database["PORT"] or 5432)
+    if route == "direct":
+        yield port
+        return
+    host, user, password = database["HOST"] or "127.0.0.1", database["USER"], database["PASSWORD"]
+    with pgbouncer(host=host, port=port, user=user, password=password) as bouncer:
+        monkeypatch.setenv("KLAREFI_PG_HOST", "127.0.0.1")
+        monkeypatch.setenv("KLAREFI_PG_PORT", str(bouncer))
+        monkeypatch.setenv("KLAREFI_PG_TRANSACTION_POOLING", "1")
+        yield bouncer
+
+
+@pytest.fixture(autouse=True)
+def _servers_via_pgbouncer_if_asked(request: pytest.FixtureRequest) -> None:
+    on_postgres = os.environ.get("KLAREFI_TEST_DB") == "postgres"
+    if SERVERS_VIA_PGBOUNCER and on_postgres and request.node.get_closest_marker("slow"):
+        request.getfixturevalue("servers_database")
+
+
 @dataclass
 class Handlers:
     """Receivers connected for one test: they record each call, in memory and in the DB."""

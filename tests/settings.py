@@ -65,6 +65,8 @@ if os.environ.get("KLAREFI_TEST_DB") == "postgres":
             "HOST": os.environ.get("KLAREFI_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("KLAREFI_PG_PORT", "5432"),
             "TEST": {"NAME": os.environ.get("KLAREFI_PG_TEST_NAME")},
+            # Behind PgBouncer's transaction pooling (tests/pgbouncer.py), as Django asks.
+            "DISABLE_SERVER_SIDE_CURSORS": os.environ.get("KLAREFI_PG_TRANSACTION_POOLING") == "1",
         }
     }
 else:

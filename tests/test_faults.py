@@ -14,9 +14,9 @@ import contextlib
 import threading
 
 import pytest
-from django.db import connection
 
 from django_klarefi.models import Event
+from tests.pgbouncer import ROUTES
 from tests.raceapp.delivery import Answer, Delivery, post, wait_for
 from tests.raceapp.handlers import committed_runs, handler_runs, race_payload
 from tests.raceapp.proxy import CuttableProxy
@@ -87,14 +87,15 @@ def test_database_on_a_closed_port_answers_503_and_still_rejects_forgeries(tmp_p
 
 
 @pytest.mark.postgres
-def test_database_going_away_answers_503_leaves_nothing_and_recovers(tmp_path):
+@pytest.mark.parametrize("servers_database", ROUTES, indirect=True)
+def test_database_going_away_answers_503_leaves_nothing_and_recovers(tmp_path, servers_database):
+    """Also behind PgBouncer in transaction pooling mode (the proxy in front of PgBouncer)."""
     log, release = tmp_path / "runs.log", tmp_path / "release"
     before = Delivery.of(race_payload("evt_before", log))
     during = Delivery.of(race_payload("evt_during", log))
     midway = Delivery.of(race_payload("evt_midway", log, hold_until=release))
-    port = str(connection.settings_dict["PORT"] or 5432)
 
-    with CuttableProxy(int(port)) as proxy, contextlib.ExitStack() as stack:
+    with CuttableProxy(servers_database) as proxy, contextlib.ExitStack() as stack:
         stack.callback(release.touch)
         base = stack.enter_context(
             gunicorn(

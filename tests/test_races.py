@@ -24,6 +24,7 @@ from django.db import connection, connections
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event
 from django_klarefi.signals import event_received
+from tests.pgbouncer import BEHIND_PGBOUNCER
 from tests.raceapp.delivery import (
     RETRY_LATER,
     Answer,
@@ -98,8 +99,17 @@ def receiver(mode: str, *, workers: int = WORKERS) -> Iterator[str]:
         drain_task_queue()
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_concurrent_deliveries_of_one_event_store_and_run_it_once(mode, tmp_path):
+@pytest.mark.parametrize(
+    ("mode", "servers_database"),
+    [
+        ("sync", "direct"),
+        pytest.param("task", "direct", marks=pytest.mark.postgres),
+        pytest.param("sync", "pgbouncer", marks=BEHIND_PGBOUNCER),
+    ],
+    indirect=["servers_database"],
+)
+def test_concurrent_deliveries_of_one_event_store_and_run_it_once(mode, tmp_path, servers_database):
+    """Also with the servers behind PgBouncer in transaction pooling mode: the claim holds."""
     log = tmp_path / "runs.log"
     delivery = Delivery.of(race_payload("evt_same", log, sleep=0.2))
 
@@ -296,8 +306,19 @@ def process_in_thread(event_id: str, results: list[object]) -> threading.Thread:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("reprocess_by", ["redelivery", "process_event"])
-def test_redelivery_while_a_failed_event_is_reprocessed_gets_409(tmp_path, reprocess_by):
+@pytest.mark.parametrize(
+    ("reprocess_by", "servers_database"),
+    [
+        ("redelivery", "direct"),
+        ("process_event", "direct"),
+        pytest.param("redelivery", "pgbouncer", marks=BEHIND_PGBOUNCER),
+    ],
+    indirect=["servers_database"],
+)
+def test_redelivery_while_a_failed_event_is_reprocessed_gets_409(
+    tmp_path, reprocess_by, servers_database
+):
+    """Also with the server behind PgBouncer in transaction pooling mode: the row lock holds."""
     log, fixed, release = tmp_path / "runs.log", tmp_path / "fixed", tmp_path / "release"
     delivery = Delivery.of(race_payload("evt_retry", log, fail_unless=fixed, hold_until=release))
 
