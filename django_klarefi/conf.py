@@ -94,20 +94,16 @@ class Settings:
         return getattr(settings, "KLAREFI_EVENT_RETENTION", None)
 
     @property
-    def IDLE_TRANSACTION_TIMEOUT(self) -> timedelta | None:
+    def IDLE_TRANSACTION_TIMEOUT(self) -> Any:
         """``KLAREFI_IDLE_TRANSACTION_TIMEOUT``: on PostgreSQL, how long an attempt's
         transaction may sit idle between two statements before the server ends its session
-        and frees its locks: a ``timedelta`` or seconds; ``None`` leaves the server's own
-        ``idle_in_transaction_session_timeout``. Default 60 seconds. Check E014 reports
-        other values (a zero or negative one included); they are read as the default."""
-        value = getattr(
+        and frees its locks: a positive ``timedelta`` or number of seconds; ``None`` leaves
+        the server's own ``idle_in_transaction_session_timeout``. Default 60 seconds. Check
+        E014 reports other values; :func:`django_klarefi.locks.idle_timeout_ms` reads them
+        as the default."""
+        return getattr(
             settings, "KLAREFI_IDLE_TRANSACTION_TIMEOUT", DEFAULT_IDLE_TRANSACTION_TIMEOUT
         )
-        if value is None or (isinstance(value, timedelta) and value > timedelta(0)):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return timedelta(seconds=value)
-        return DEFAULT_IDLE_TRANSACTION_TIMEOUT
 
     @property
     def API_BASE_URL(self) -> str:

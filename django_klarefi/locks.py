@@ -15,13 +15,14 @@ talking to PostgreSQL mid-attempt (a frozen host, a partition): see
 from __future__ import annotations
 
 import enum
+from datetime import timedelta
 
 from django.db import DatabaseError, connections
 from django.db.models import CharField, F, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.lookups import Exact
 
-from django_klarefi.conf import conf
+from django_klarefi.conf import DEFAULT_IDLE_TRANSACTION_TIMEOUT, conf
 from django_klarefi.models import Event
 
 __all__ = [
@@ -80,9 +81,16 @@ ATTEMPT_SETTING = "django_klarefi.attempt"
 
 
 def idle_timeout_ms() -> int | None:
-    """``KLAREFI_IDLE_TRANSACTION_TIMEOUT`` in milliseconds, or None when unbounded."""
-    timeout = conf.IDLE_TRANSACTION_TIMEOUT
-    return None if timeout is None else max(1, int(timeout.total_seconds() * 1000))
+    """``KLAREFI_IDLE_TRANSACTION_TIMEOUT`` in milliseconds, or None when unbounded; a value
+    check E014 reports (not positive, not a duration) is read as the default."""
+    value = conf.IDLE_TRANSACTION_TIMEOUT
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        value = timedelta(seconds=value)
+    if not (isinstance(value, timedelta) and value > timedelta(0)):
+        value = DEFAULT_IDLE_TRANSACTION_TIMEOUT
+    return max(1, int(value.total_seconds() * 1000))
 
 
 def attempt_settings_sql(token: str) -> tuple[str, list[str]]:
