@@ -109,6 +109,19 @@ class Settings:
             settings, "KLAREFI_API_PERMISSION_CLASSES", ["rest_framework.permissions.IsAdminUser"]
         )
 
+    # Named endpoints (django_klarefi.endpoints).
+
+    @property
+    def ENDPOINTS(self) -> Any:
+        """``KLAREFI_ENDPOINTS``: named endpoints, ``{"eu": {"SECRET": "whsec_..."}}``."""
+        return getattr(settings, "KLAREFI_ENDPOINTS", None)
+
+    @property
+    def ENCRYPTION_KEYS(self) -> Any:
+        """``KLAREFI_ENCRYPTION_KEYS``: Fernet keys of the database endpoints' secrets, a
+        list; the first encrypts, every one decrypts."""
+        return getattr(settings, "KLAREFI_ENCRYPTION_KEYS", None)
+
 
 _SETTING_DOCSTRING = re.compile(r"\s*``(KLAREFI_[A-Z0-9_]+)``")
 
