@@ -35,6 +35,8 @@ def check_webhook_secret(**kwargs: Any) -> list[CheckMessage]:
     Messages name an entry by its position, never by its value.
     """
     value = conf.WEBHOOK_SECRET
+    if value is None and (conf.ENDPOINTS is not None or conf.ENCRYPTION_KEYS is not None):
+        return []  # named endpoints only (endpoint_checks), in the settings or the database
     if value is None or value in ("", [], ()):
         return [
             Error(
@@ -137,6 +139,14 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
     return errors
 
 
+def _an_endpoint_uses_tasks() -> bool:
+    # KLAREFI_ENDPOINTS = {"eu": {"PROCESSING": "task"}}; database endpoints are not read.
+    entries = conf.ENDPOINTS
+    return isinstance(entries, dict) and any(
+        isinstance(entry, dict) and entry.get("PROCESSING") == "task" for entry in entries.values()
+    )
+
+
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -184,7 +194,7 @@ def check_task_processing(**kwargs: Any) -> list[CheckMessage]:
     Reads the ``TASKS`` setting and creates the backend, as Django's own tasks check does;
     nothing here touches the database.
     """
-    if conf.PROCESSING != "task":
+    if conf.PROCESSING != "task" and not _an_endpoint_uses_tasks():
         return []
     if tasks.FRAMEWORK_MISSING is not None:
         return [

@@ -50,9 +50,9 @@ def encrypt(secret: str) -> str:
 
 def decrypt(token: str) -> str:
     """The secret that ``token`` holds, opened with any of the keys."""
+    fernet = _multi_fernet()  # first: it says so when cryptography is missing
     from cryptography.fernet import InvalidToken
 
-    fernet = _multi_fernet()
     try:
         return fernet.decrypt(token.encode("ascii")).decode("utf-8")
     except (InvalidToken, UnicodeError):
@@ -64,9 +64,9 @@ def decrypt(token: str) -> str:
 
 def reencrypt(token: str) -> str:
     """``token`` encrypted again with the first key (``MultiFernet.rotate``)."""
+    fernet = _multi_fernet()  # first: it says so when cryptography is missing
     from cryptography.fernet import InvalidToken
 
-    fernet = _multi_fernet()
     try:
         return fernet.rotate(token.encode("ascii")).decode("ascii")
     except (InvalidToken, UnicodeError):
