@@ -160,13 +160,17 @@ class ConcurrentlyOnPostgres(migrations.SeparateDatabaseAndState):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor == "postgresql":
             postgres_forwards(schema_editor)
-        else:
+            return
+        # Elsewhere all or nothing, as an atomic migration would be (SQLite's rebuild of
+        # the table leaves a new__ table behind when it stops half-way outside one).
+        with transaction.atomic(using=schema_editor.connection.alias):
             super().database_forwards(app_label, schema_editor, from_state, to_state)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor == "postgresql":
             postgres_backwards(schema_editor)
-        else:
+            return
+        with transaction.atomic(using=schema_editor.connection.alias):
             super().database_backwards(app_label, schema_editor, from_state, to_state)
 
     def deconstruct(self):
@@ -174,6 +178,23 @@ class ConcurrentlyOnPostgres(migrations.SeparateDatabaseAndState):
 
     def describe(self):
         return "Event.endpoint, and event_id unique per endpoint (concurrently on PostgreSQL)"
+
+
+class CreateModelIfMissing(migrations.CreateModel):
+    """CreateModel, and its reverse, that skip what is already done: this migration is
+    not atomic, so a run that stopped half-way must be able to run again."""
+
+    def _exists(self, schema_editor, to_state_or_from_state, app_label):
+        model = to_state_or_from_state.apps.get_model(app_label, self.name)
+        return model._meta.db_table in schema_editor.connection.introspection.table_names()
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if not self._exists(schema_editor, to_state, app_label):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if self._exists(schema_editor, from_state, app_label):
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
 
 
 class Migration(migrations.Migration):
@@ -206,7 +227,7 @@ class Migration(migrations.Migration):
                 ),
             ]
         ),
-        migrations.CreateModel(
+        CreateModelIfMissing(
             name='Endpoint',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
