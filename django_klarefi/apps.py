@@ -11,5 +11,11 @@ class KlarefiConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the modules registers their system checks.
-        from django_klarefi import api_checks, checks, endpoint_checks, url_checks  # noqa: F401
-        from django_klarefi import endpoints  # noqa: F401  (its cache follows Endpoint saves)
+        # endpoints: its cache follows the saves of Endpoint rows.
+        from django_klarefi import (  # noqa: F401
+            api_checks,
+            checks,
+            endpoint_checks,
+            endpoints,
+            url_checks,
+        )

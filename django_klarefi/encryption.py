@@ -33,7 +33,7 @@ INSTALL_HINT = "pip install 'django-klarefi[encryption]'"
 KEYS_HINT = (
     "Set KLAREFI_ENCRYPTION_KEYS to a list of Fernet keys, such as "
     '[os.environ["KLAREFI_ENCRYPTION_KEY"]], each made by '
-    '"python -c \'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\'".'
+    "\"python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'\"."
 )
 
 

@@ -62,7 +62,7 @@ def _check_entry(name: object, entry: object) -> list[CheckMessage]:
         ]
     where = f'KLAREFI_ENDPOINTS["{name}"]'
     if not isinstance(entry, dict):
-        return [_error(f"{where} must be a dict such as {{\"SECRET\": \"whsec_...\"}}.", "E030")]
+        return [_error(f'{where} must be a dict such as {{"SECRET": "whsec_..."}}.', "E030")]
     messages: list[CheckMessage] = []
     unknown = sorted(str(key) for key in entry if key not in ENTRY_KEYS)
     if unknown:
@@ -118,7 +118,7 @@ def _check_secret(where: str, value: object) -> list[CheckMessage]:
         elif not secret.startswith("whsec_"):
             messages.append(
                 Warning(
-                    f'{where}["SECRET"] entry {index} does not start with \'whsec_\'.',
+                    f"{where}[\"SECRET\"] entry {index} does not start with 'whsec_'.",
                     hint="Klarefi signing secrets start with whsec_ and are used verbatim.",
                     id="django_klarefi.W030",
                 )

@@ -86,7 +86,9 @@ class Endpoint(models.Model):
         _("tolerance"),
         null=True,
         blank=True,
-        help_text=_("Seconds a signature's timestamp may be off. Empty: KLAREFI_WEBHOOK_TOLERANCE."),
+        help_text=_(
+            "Seconds a signature's timestamp may be off. Empty: KLAREFI_WEBHOOK_TOLERANCE."
+        ),
     )
     processing = models.CharField(
         _("processing"),
@@ -106,6 +108,17 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        """Refuses (``ValidationError``) an invalid name, a name defined in the settings,
+        and a row without a secret."""
+        validate_endpoint_name(self.name)
+        if not self.encrypted_secret:
+            raise ValidationError(
+                _('The endpoint "%(name)s" has no secret: pass secret="whsec_..."'),
+                params={"name": self.name},
+            )
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
 
     @property
     def secret(self) -> str:
@@ -144,18 +157,7 @@ class Endpoint(models.Model):
     def clean(self) -> None:
         super().clean()
         if not self.encrypted_secret:
-            raise ValidationError({"secret": _("Set the endpoint's signing secret.")})
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        """Refuses (``ValidationError``) an invalid name, a name defined in the settings,
-        and a row without a secret."""
-        validate_endpoint_name(self.name)
-        if not self.encrypted_secret:
-            raise ValidationError(
-                _('The endpoint "%(name)s" has no secret: pass secret="whsec_..."'),
-                params={"name": self.name},
-            )
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+            raise ValidationError(_("Set the endpoint's signing secret."))
 
 
 def _checked_secret(value: object) -> str:

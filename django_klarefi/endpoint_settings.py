@@ -30,7 +30,7 @@ DEFAULT_ENDPOINT = "default"
 ENDPOINT_NAME_MAX_LENGTH = 64
 #: A name: lower-case letters, digits, ``-`` and ``_``, starting with a letter or digit.
 #: The URLconf routes exactly these (``django_klarefi.urls``).
-ENDPOINT_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,%d}" % (ENDPOINT_NAME_MAX_LENGTH - 1)
+ENDPOINT_NAME_PATTERN = rf"[a-z0-9][a-z0-9_-]{{0,{ENDPOINT_NAME_MAX_LENGTH - 1}}}"
 _NAME = re.compile(ENDPOINT_NAME_PATTERN)
 
 #: The keys an entry of ``KLAREFI_ENDPOINTS`` may have.

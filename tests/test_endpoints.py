@@ -86,13 +86,17 @@ def test_endpoints_from_settings_with_their_own_secrets_tolerance_and_mode(
     assert sandbox == EndpointConfig(
         name="sandbox", secrets=("whsec_new", "whsec_old"), tolerance=600, processing="task"
     )
-    assert default is not None and default.secrets == (SECRET,)
+    assert default is not None
+    assert default.secrets == (SECRET,)
 
 
-@override_settings(KLAREFI_WEBHOOK_SECRET=None, KLAREFI_ENDPOINTS={"default": {"SECRET": "whsec_d"}})
+@override_settings(
+    KLAREFI_WEBHOOK_SECRET=None, KLAREFI_ENDPOINTS={"default": {"SECRET": "whsec_d"}}
+)
 def test_default_may_be_defined_in_klarefi_endpoints():
     endpoint = get_endpoint("default")
-    assert endpoint is not None and endpoint.secrets == ("whsec_d",)
+    assert endpoint is not None
+    assert endpoint.secrets == ("whsec_d",)
 
 
 @pytest.mark.django_db
@@ -113,7 +117,8 @@ def test_without_a_default_in_named_settings_the_root_is_unknown():
 @override_settings(KLAREFI_ENDPOINTS={"eu": {"SECRET": "  "}})
 def test_a_settings_endpoint_without_a_usable_secret_has_a_problem():
     endpoint = get_endpoint("eu")
-    assert endpoint is not None and endpoint.secrets == ()
+    assert endpoint is not None
+    assert endpoint.secrets == ()
     assert 'KLAREFI_ENDPOINTS["eu"]["SECRET"] is empty' in endpoint.problem
 
 
@@ -136,7 +141,8 @@ def test_create_encrypts_the_secret_and_no_column_holds_it(keys):
         rows = cursor.fetchall()
     assert len(rows) == 1
     assert not any(TENANT_SECRET in str(value) for value in rows[0])
-    assert TENANT_SECRET not in str(endpoint) and TENANT_SECRET not in repr(endpoint)
+    assert TENANT_SECRET not in str(endpoint)
+    assert TENANT_SECRET not in repr(endpoint)
     stored = Endpoint.objects.get()
     assert stored.secret == TENANT_SECRET
     assert stored.secrets() == (TENANT_SECRET,)
@@ -202,9 +208,7 @@ def test_rotation_keeps_the_previous_secret_until_it_expires(keys):
 
 
 @pytest.mark.django_db
-def test_a_database_endpoint_is_found_then_served_without_a_query(
-    keys, django_assert_num_queries
-):
+def test_a_database_endpoint_is_found_then_served_without_a_query(keys, django_assert_num_queries):
     Endpoint.objects.create(name="tenant-42", secret=TENANT_SECRET, tolerance=60)
     with django_assert_num_queries(1):
         endpoint = get_endpoint("tenant-42")
@@ -245,7 +249,8 @@ def test_a_save_in_this_process_takes_effect_at_once(keys):
     endpoint.rotate_secret(NEW_SECRET, keep_previous_for=timedelta(0))
     endpoint.save()
     found = get_endpoint("tenant-42")
-    assert found is not None and found.secrets == (NEW_SECRET,)
+    assert found is not None
+    assert found.secrets == (NEW_SECRET,)
     endpoint.delete()
     assert get_endpoint("tenant-42") is None
 
@@ -277,14 +282,16 @@ def test_a_previous_secret_is_not_cached_past_its_expiry(keys, clock):
     endpoint.rotate_secret(NEW_SECRET, keep_previous_for=timedelta(seconds=5))
     endpoint.save()
     found = get_endpoint("tenant-42")
-    assert found is not None and found.secrets == (NEW_SECRET, TENANT_SECRET)
+    assert found is not None
+    assert found.secrets == (NEW_SECRET, TENANT_SECRET)
     # Expired (as the database clock sees it): the next lookup after it reads again.
     Endpoint.objects.filter(pk=endpoint.pk).update(
         previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
     )
     clock.now += 5
     found = get_endpoint("tenant-42")
-    assert found is not None and found.secrets == (NEW_SECRET,)
+    assert found is not None
+    assert found.secrets == (NEW_SECRET,)
 
 
 @pytest.mark.django_db
@@ -296,7 +303,8 @@ def test_an_undecryptable_secret_is_a_problem_not_an_exception(keys):
     assert endpoint.secrets == ()
     assert "cannot be decrypted" in endpoint.problem
     assert "tenant-42" in endpoint.problem
-    assert TENANT_SECRET not in endpoint.problem and KEY_A not in endpoint.problem
+    assert TENANT_SECRET not in endpoint.problem
+    assert KEY_A not in endpoint.problem
 
 
 @pytest.mark.django_db
@@ -304,7 +312,8 @@ def test_missing_keys_at_delivery_time_are_a_problem(keys):
     Endpoint.objects.create(name="tenant-42", secret=TENANT_SECRET)
     keys.KLAREFI_ENCRYPTION_KEYS = None
     endpoint = get_endpoint("tenant-42")
-    assert endpoint is not None and "KLAREFI_ENCRYPTION_KEYS is not set" in endpoint.problem
+    assert endpoint is not None
+    assert "KLAREFI_ENCRYPTION_KEYS is not set" in endpoint.problem
 
 
 @pytest.mark.django_db
@@ -313,7 +322,8 @@ def test_missing_cryptography_at_delivery_time_is_a_problem(keys, monkeypatch):
     endpoints.clear_cache()
     monkeypatch.setitem(sys.modules, "cryptography.fernet", None)
     endpoint = get_endpoint("tenant-42")
-    assert endpoint is not None and "cryptography" in endpoint.problem
+    assert endpoint is not None
+    assert "cryptography" in endpoint.problem
 
 
 # Key rotation.

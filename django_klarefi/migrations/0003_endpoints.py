@@ -1,3 +1,4 @@
+# mypy: allow-untyped-defs, allow-untyped-calls
 """Named endpoints: the Endpoint model, Event.endpoint, and the event id unique per endpoint.
 
 Non-atomic, so that on PostgreSQL no write to the events table waits on an index build:
