@@ -7,6 +7,7 @@ the model refuses a name that is defined here, and the checks
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,17 @@ class EndpointConfig:
 def is_valid_name(name: object) -> bool:
     """Whether ``name`` is a valid endpoint name (:data:`ENDPOINT_NAME_PATTERN`)."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+def endpoint_name_argument(text: str) -> str:
+    """``--endpoint NAME`` of the commands: a valid name (it need not exist any more: its
+    events may outlive it)."""
+    if not is_valid_name(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an endpoint name: lower-case letters, digits, hyphens and "
+            "underscores."
+        )
+    return text
 
 
 def settings_endpoints() -> dict[str, EndpointConfig]:
