@@ -161,7 +161,6 @@ def _unconfigured_default() -> EndpointConfig:
         secrets=(),
         tolerance=conf.WEBHOOK_TOLERANCE,
         processing=conf.PROCESSING,
-        problem="Klarefi webhook not accepted: KLAREFI_WEBHOOK_SECRET is not set, so it "
-        "cannot be verified. Set it to the whsec_... signing secret from the Klarefi "
-        "dashboard.",
+        problem="KLAREFI_WEBHOOK_SECRET is not set, so deliveries cannot be verified. Set it "
+        "to the whsec_... signing secret from the Klarefi dashboard.",
     )

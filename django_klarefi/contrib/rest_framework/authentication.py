@@ -15,6 +15,7 @@ from rest_framework.request import Request
 
 from django_klarefi.conf import conf
 from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
+from django_klarefi.endpoints import DEFAULT_ENDPOINT, get_endpoint
 from django_klarefi.signature import (
     SIGNATURE_HEADER,
     InvalidPayload,
@@ -63,11 +64,22 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
 
     The body is read (and kept) before DRF parses it, so ``request.data`` works in the
     view. Put this class before any class that reads ``request.data``.
+
+    Bound to the ``default`` endpoint; a subclass verifies another endpoint's deliveries
+    with that endpoint's secrets and tolerance::
+
+        class EuSignature(KlarefiSignatureAuthentication):
+            endpoint = "eu"
+
+    An endpoint that is not defined (or inactive), or whose secrets cannot be used, is a
+    503 (``not_configured``), logged as an error that says why.
     """
 
     #: The scheme named in ``WWW-Authenticate`` and in the OpenAPI security scheme.
     scheme = "Klarefi-Signature"
     www_authenticate_realm = "api"
+    #: The endpoint whose secrets verify the signature.
+    endpoint = DEFAULT_ENDPOINT
 
     def __init__(self) -> None:
         load_schema_extensions()
@@ -76,19 +88,18 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
         header = request._request.headers.get(SIGNATURE_HEADER)
         if header is None:
             return None
-        secrets = conf.WEBHOOK_SECRETS
-        if not secrets:
+        endpoint = get_endpoint(self.endpoint)
+        if endpoint is None or not endpoint.secrets:
             # Servers such as gunicorn never run the system checks (E001): say it here too.
             logger.error(
-                "Klarefi-signed request to %s not accepted: KLAREFI_WEBHOOK_SECRET is not "
-                "set, so it cannot be verified. Set it to the whsec_... signing secret from "
-                "the Klarefi dashboard.",
+                "Klarefi-signed request to %s not accepted: %s",
                 request._request.path,
+                _not_verifiable(self.endpoint, endpoint.problem if endpoint else ""),
             )
             raise NotConfigured()
         try:
             body = self.read_body(request)
-            verified = verify_webhook(body, header, secrets, tolerance=conf.WEBHOOK_TOLERANCE)
+            verified = verify_webhook(body, header, endpoint.secrets, tolerance=endpoint.tolerance)
         except InvalidPayload as exc:
             # Signed, but not a JSON event: 400, as the receiver answers.
             raise _logged(request, ParseError(str(exc), code=exc.reason)) from None
@@ -135,6 +146,13 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
         if len(body) > limit:
             raise BodyTooLarge(f"The body is over {limit} bytes.")
         return body
+
+
+def _not_verifiable(name: str, problem: str) -> str:
+    return problem or (
+        f'the endpoint "{name}" is not defined (KLAREFI_ENDPOINTS or an active Endpoint '
+        "row), so its signatures cannot be verified."
+    )
 
 
 def _read_undeclared_body(request: HttpRequest, limit: int) -> bytes:

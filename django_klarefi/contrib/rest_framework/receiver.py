@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from django_klarefi import views
 from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
+from django_klarefi.endpoints import DEFAULT_ENDPOINT
 
 __all__ = ["KlarefiWebhookAPIView"]
 
@@ -43,7 +44,16 @@ class KlarefiWebhookAPIView(APIView):
 
     No authentication class runs: the signature is the authentication, and it is checked
     with the body by the receiver itself. So there is no session, and no CSRF check.
+
+    It receives for the ``default`` endpoint, or for the one named by the URL's
+    ``endpoint`` keyword argument, or by :attr:`endpoint`::
+
+        path("api/klarefi/eu", KlarefiWebhookAPIView.as_view(endpoint="eu")),
+        path("api/klarefi/<slug:endpoint>", KlarefiWebhookAPIView.as_view()),
     """
+
+    #: The endpoint it receives for, unless the URL names one.
+    endpoint = DEFAULT_ENDPOINT
 
     #: Marks a routed Klarefi receiver for django-klarefi's system checks.
     klarefi_receiver = True
@@ -57,7 +67,11 @@ class KlarefiWebhookAPIView(APIView):
         return views.outside_atomic_requests(super().as_view(**initkwargs))
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        return views.handle_delivery(request._request)
+        name = kwargs.get("endpoint", self.endpoint)
+        # handle_delivery takes the endpoint's name once the receiver knows endpoints; until
+        # then only the default one is passed on, as before.
+        named = {} if name == DEFAULT_ENDPOINT else {"endpoint": name}
+        return views.handle_delivery(request._request, **named)
 
     # DRF passes any HttpResponse through; the stubs ask for its own Response.
     def options(  # type: ignore[override]
