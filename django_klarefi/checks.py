@@ -35,7 +35,8 @@ def check_webhook_secret(**kwargs: Any) -> list[CheckMessage]:
     Messages name an entry by its position, never by its value.
     """
     value = conf.WEBHOOK_SECRET
-    if value is None and (conf.ENDPOINTS is not None or conf.ENCRYPTION_KEYS is not None):
+    unset = value is None or value in ("", [], ())
+    if unset and (conf.ENDPOINTS is not None or conf.ENCRYPTION_KEYS is not None):
         return []  # named endpoints only (endpoint_checks), in the settings or the database
     if value is None or value in ("", [], ()):
         return [

@@ -35,7 +35,7 @@ def check_endpoints(**kwargs: Any) -> list[CheckMessage]:
     if not isinstance(entries, dict):
         return [_error("KLAREFI_ENDPOINTS must be a dict of endpoint names to dicts.", "E030")]
     messages: list[CheckMessage] = []
-    if DEFAULT_ENDPOINT in entries and conf.WEBHOOK_SECRET is not None:
+    if DEFAULT_ENDPOINT in entries and conf.WEBHOOK_SECRET not in (None, "", [], ()):
         messages.append(
             _error(
                 'The endpoint "default" is defined twice: by KLAREFI_WEBHOOK_SECRET and in '
