@@ -196,14 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     try:
         new_env = environment(args, ROOT)
+        # Each tree runs from its own directory: "python -m" puts the current one first.
         subprocess.run([python, "-m", "django", "migrate", "django_klarefi", "0002",
-                        "--verbosity", "0", "--skip-checks"], env=new_env, check=True)  # fmt: skip
+                        "--verbosity", "0", "--skip-checks"], env=new_env, cwd=ROOT,
+                       check=True)  # fmt: skip
         subprocess.run([python, "-m", "django", "migrate", "--verbosity", "0", "--skip-checks"],
-                       env={**environment(args, old)}, check=True)  # fmt: skip
+                       env=environment(args, old), cwd=old, check=True)  # fmt: skip
+        applied = subprocess.run(
+            [python, "-m", "django", "showmigrations", "django_klarefi", "--skip-checks"],
+            env=new_env, cwd=ROOT, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        assert "[ ] 0003_endpoints" in applied, applied  # not yet: the run is about it
         load = subprocess.run(
             [python, "-c", "import django; django.setup(); from bench.tables.load import load;"
              f"print(load(0, {args.rows}, 120, seed=1))"],
-            env=environment(args, old), check=True, capture_output=True, text=True,
+            env=environment(args, old), cwd=old, check=True, capture_output=True, text=True,
         )  # fmt: skip
         print(f"loaded {args.rows} rows in {float(load.stdout):.0f} s", flush=True)
 
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         deliverer = subprocess.Popen(
             [python, str(Path(__file__).resolve()), "--pg-name",
              args.pg_name, "--rate", str(args.rate), "--deliverer", str(stop), "--out", str(out)],
-            env=environment(args, old),
+            env=environment(args, old), cwd=old,
         )  # fmt: skip
         time.sleep(args.before)
         began = time.time()
@@ -219,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             run_sql(args, PLAIN_SQL)
         else:
             migrate = [python, "-m", "django", "migrate", "django_klarefi", "0003"]
-            subprocess.run([*migrate, "--verbosity", "0", "--skip-checks"], env=new_env, check=True)
+            subprocess.run(
+                [*migrate, "--verbosity", "0", "--skip-checks"], env=new_env, cwd=ROOT, check=True
+            )
         ended = time.time()
         print(f"migration took {ended - began:.1f} s", flush=True)
         time.sleep(args.after)
@@ -235,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
              "c = Counter(rows);"
              "print(json.dumps({'missing': [i for i in ids if c[i] == 0],"
              " 'duplicated': [i for i, n in c.items() if n > 1]}))"],
-            input=json.dumps(delivered["delivered"]), env=new_env, check=True,
+            input=json.dumps(delivered["delivered"]), env=new_env, cwd=ROOT, check=True,
             capture_output=True, text=True,
         )  # fmt: skip
         result = {
