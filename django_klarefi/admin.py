@@ -25,11 +25,12 @@ from django.utils.translation import gettext_lazy as _
 from django_klarefi.admin_attention import NeedsAttentionFilter, redelivery_sentence
 from django_klarefi.admin_pages import EventAdminPages, SendTestEventForm
 from django_klarefi.changelist import EventChangeList, EventTypeFilter, StatusFilter
+from django_klarefi.endpoint_admin import EndpointAdmin, EndpointFilter, several_endpoints
 from django_klarefi.models import Event
 from django_klarefi.paginator import EstimatedCountPaginator
 from django_klarefi.reprocess_summary import reprocess_and_summarize
 
-__all__ = ["EventAdmin", "SendTestEventForm"]
+__all__ = ["EndpointAdmin", "EventAdmin", "SendTestEventForm"]
 
 if TYPE_CHECKING:
     from django.contrib.admin.views.main import ChangeList
@@ -102,7 +103,7 @@ class EventAdmin(EventAdminPages):
         (_("Payload"), {"fields": ["pretty_payload"]}),
     ]
     # Everything shown is read-only: events come from Klarefi.
-    readonly_fields = [*flatten_fieldsets(fieldsets), "last_error", "klarefi_retries"]
+    readonly_fields = [*flatten_fieldsets(fieldsets), "last_error", "klarefi_retries", "endpoint"]
 
     def get_fieldsets(self, request: HttpRequest, obj: Event | None = None) -> Any:
         fieldsets = list(super().get_fieldsets(request, obj))
@@ -110,6 +111,8 @@ class EventAdmin(EventAdminPages):
             fieldsets.insert(1, (_("Klarefi's retries"), {"fields": ["klarefi_retries"]}))
         if obj is not None and obj.error:
             fieldsets.append((_("Last error"), {"fields": ["last_error"]}))
+        if obj is not None and (obj.endpoint != "default" or several_endpoints(request)):
+            fieldsets.insert(1, (_("Endpoint"), {"fields": ["endpoint"]}))
         return fieldsets
 
     # Read-only: no add, no change. View (or change) permission shows the pages.
@@ -122,6 +125,18 @@ class EventAdmin(EventAdminPages):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return EventChangeList
+
+    # Named endpoints: their column and filter once there is more than one.
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        columns = tuple(super().get_list_display(request))
+        if several_endpoints(request):
+            return (*columns[:1], "endpoint", *columns[1:])
+        return columns
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        filters = tuple(super().get_list_filter(request))
+        return (EndpointFilter, *filters) if several_endpoints(request) else filters
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Event], search_term: str

@@ -19,6 +19,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from django_klarefi.endpoint_admin import request_endpoint_names
+from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
 from django_klarefi.event_types import EVENT_TYPES
 from django_klarefi.models import REFERENCE_MAX_LENGTH, Event
 from django_klarefi.processing import Outcome, process_event
@@ -35,8 +37,13 @@ else:  # ModelAdmin is generic in django-stubs only.
 
 
 class SendTestEventForm(forms.Form):
-    """The "Send test event" page: an event type and optional references."""
+    """The "Send test event" page: an endpoint (when there are several), an event type and
+    optional references."""
 
+    endpoint = forms.ChoiceField(
+        label=_("Endpoint"),
+        help_text=_("Signed with this endpoint's secret, received as delivered to its URL."),
+    )
     event_type = forms.ChoiceField(
         label=_("Event type"),
         choices=[(name, f"{name} — {description}") for name, description in EVENT_TYPES.items()],
@@ -53,6 +60,19 @@ class SendTestEventForm(forms.Form):
         required=False,
         help_text=_("Leave empty for a generated one."),
     )
+
+    def __init__(self, *args: Any, endpoints: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = endpoints or [DEFAULT_ENDPOINT]
+        if len(names) > 1:
+            self.fields["endpoint"].choices = [(name, name) for name in names]  # type: ignore[attr-defined]
+        else:
+            del self.fields["endpoint"]  # one endpoint: nothing to choose
+
+    @property
+    def chosen_endpoint(self) -> str:
+        """The endpoint to send to (``default`` when there is only one)."""
+        return str(self.cleaned_data.get("endpoint") or DEFAULT_ENDPOINT)
 
 
 class EventAdminPages(_ModelAdmin):
@@ -128,27 +148,33 @@ class EventAdminPages(_ModelAdmin):
         """
         if not self.has_send_test_permission(request):
             raise PermissionDenied
-        form = SendTestEventForm(request.POST if request.method == "POST" else None)
+        form = SendTestEventForm(
+            request.POST if request.method == "POST" else None,
+            endpoints=request_endpoint_names(request),
+        )
         if request.method == "POST" and form.is_valid():
             payload = sample_event(
                 form.cleaned_data["event_type"],
                 case_id=form.cleaned_data["case_id"] or None,
                 session_id=form.cleaned_data["session_id"] or None,
             )
+            endpoint = form.chosen_endpoint
             try:
-                delivery = send_test_event(payload, in_process=True)
-            except SendingNotConfigured:
-                self.message_user(
-                    request,
-                    _(
-                        "No test event was sent: no webhook secret is configured. Set "
-                        "KLAREFI_WEBHOOK_SECRET in the site's settings; real deliveries are "
-                        "refused until it is set."
-                    ),
-                    messages.ERROR,
-                )
+                delivery = send_test_event(payload, in_process=True, endpoint=endpoint)
+            except SendingNotConfigured as exc:
+                if endpoint != DEFAULT_ENDPOINT:
+                    message = str(_("No test event was sent. %(reason)s") % {"reason": exc})
+                else:
+                    message = str(
+                        _(
+                            "No test event was sent: no webhook secret is configured. Set "
+                            "KLAREFI_WEBHOOK_SECRET in the site's settings; real deliveries are "
+                            "refused until it is set."
+                        )
+                    )
+                self.message_user(request, message, messages.ERROR)
             else:
-                self._report_delivery(request, delivery)
+                self._report_delivery(request, delivery, endpoint)
                 return HttpResponseRedirect(request.get_full_path())
         context = {
             **self.admin_site.each_context(request),
@@ -161,8 +187,9 @@ class EventAdminPages(_ModelAdmin):
         }
         return TemplateResponse(request, "admin/django_klarefi/event/send_test_event.html", context)
 
-    def _report_delivery(self, request: HttpRequest, delivery: Any) -> None:
-        event = Event.objects.filter(event_id=delivery.event_id).only("pk", "status").first()
+    def _report_delivery(self, request: HttpRequest, delivery: Any, endpoint: str) -> None:
+        stored = Event.objects.filter(event_id=delivery.event_id, endpoint=endpoint)
+        event = stored.only("pk", "status").first()
         if event is None:
             self.message_user(
                 request,

@@ -11,4 +11,11 @@ class KlarefiConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the modules registers their system checks.
-        from django_klarefi import api_checks, checks, url_checks  # noqa: F401
+        # endpoints: its cache follows the saves of Endpoint rows.
+        from django_klarefi import (  # noqa: F401
+            api_checks,
+            checks,
+            endpoint_checks,
+            endpoints,
+            url_checks,
+        )

@@ -35,6 +35,9 @@ def check_webhook_secret(**kwargs: Any) -> list[CheckMessage]:
     Messages name an entry by its position, never by its value.
     """
     value = conf.WEBHOOK_SECRET
+    unset = value is None or value in ("", [], ())
+    if unset and (conf.ENDPOINTS is not None or conf.ENCRYPTION_KEYS is not None):
+        return []  # named endpoints only (endpoint_checks), in the settings or the database
     if value is None or value in ("", [], ()):
         return [
             Error(
@@ -153,6 +156,12 @@ def _positive_number(value: object) -> bool:
 
 def _positive_timedelta(value: object) -> bool:
     return isinstance(value, timedelta) and value > timedelta(0)
+def _an_endpoint_uses_tasks() -> bool:
+    # KLAREFI_ENDPOINTS = {"eu": {"PROCESSING": "task"}}; database endpoints are not read.
+    entries = conf.ENDPOINTS
+    return isinstance(entries, dict) and any(
+        isinstance(entry, dict) and entry.get("PROCESSING") == "task" for entry in entries.values()
+    )
 
 
 def _positive_int(value: object) -> bool:
@@ -202,7 +211,7 @@ def check_task_processing(**kwargs: Any) -> list[CheckMessage]:
     Reads the ``TASKS`` setting and creates the backend, as Django's own tasks check does;
     nothing here touches the database.
     """
-    if conf.PROCESSING != "task":
+    if conf.PROCESSING != "task" and not _an_endpoint_uses_tasks():
         return []
     if tasks.FRAMEWORK_MISSING is not None:
         return [

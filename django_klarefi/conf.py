@@ -129,6 +129,18 @@ class Settings:
         """``KLAREFI_METRICS``: False turns the Prometheus metrics off. Default None: on when
         ``prometheus_client`` is installed (``django-klarefi[prometheus]``)."""
         return getattr(settings, "KLAREFI_METRICS", None)
+    # Named endpoints (django_klarefi.endpoints).
+
+    @property
+    def ENDPOINTS(self) -> Any:
+        """``KLAREFI_ENDPOINTS``: named endpoints, ``{"eu": {"SECRET": "whsec_..."}}``."""
+        return getattr(settings, "KLAREFI_ENDPOINTS", None)
+
+    @property
+    def ENCRYPTION_KEYS(self) -> Any:
+        """``KLAREFI_ENCRYPTION_KEYS``: Fernet keys of the database endpoints' secrets, a
+        list; the first encrypts, every one decrypts."""
+        return getattr(settings, "KLAREFI_ENCRYPTION_KEYS", None)
 
 
 _SETTING_DOCSTRING = re.compile(r"\s*``(KLAREFI_[A-Z0-9_]+)``")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
 from django_klarefi.models import Event
 
 __all__ = [
@@ -23,10 +24,6 @@ __all__ = [
     "event_extra",
     "log_extra",
 ]
-
-#: The endpoint's name for the receiver with no named endpoint (and for every event, until
-#: events record their endpoint).
-DEFAULT_ENDPOINT = "default"
 
 #: Every ``extra`` key django-klarefi sets, in the order :func:`log_extra` takes them.
 EXTRA_KEYS = (
@@ -69,9 +66,9 @@ def log_extra(
 
 
 def endpoint_of(event: Event) -> str:
-    """The name of the endpoint ``event`` came in on; :data:`DEFAULT_ENDPOINT` while events
-    do not record one (or when theirs is blank)."""
-    return str(getattr(event, "endpoint", None) or DEFAULT_ENDPOINT)
+    """The name of the endpoint ``event`` came in on (:data:`DEFAULT_ENDPOINT` for a row
+    written before events recorded it, or with a blank one)."""
+    return event.endpoint or DEFAULT_ENDPOINT
 
 
 def event_extra(event: Event, **facts: Any) -> dict[str, Any]:

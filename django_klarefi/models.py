@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models.fields.json import KeyTransform
 from django.utils.translation import gettext_lazy as _
 
+from django_klarefi.endpoint_model import Endpoint
+from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT, ENDPOINT_NAME_MAX_LENGTH
 from django_klarefi.event_types import TEST_EVENT_KEY
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "EVENT_TYPE_MAX_LENGTH",
     "REFERENCE_MAX_LENGTH",
     "TEST_EVENT_KEY",
+    "Endpoint",
     "Event",
     "PayloadField",
 ]
@@ -94,8 +97,17 @@ class Event(models.Model):
     event_id = models.CharField(
         _("event id"),
         max_length=EVENT_ID_MAX_LENGTH,
-        unique=True,
         help_text=_("The payload's id, or sha256:<digest of the body> when it has none."),
+    )
+    # The endpoint (Klarefi account) that received it; an event id is unique per endpoint.
+    # db_default: rows inserted by code that does not know the column yet (a deploy's old
+    # processes, while the migration runs) belong to "default".
+    endpoint = models.CharField(
+        _("endpoint"),
+        max_length=ENDPOINT_NAME_MAX_LENGTH,
+        default=DEFAULT_ENDPOINT,
+        db_default=DEFAULT_ENDPOINT,
+        help_text=_("The name of the endpoint that received it."),
     )
     event_type = models.CharField(_("event type"), max_length=EVENT_TYPE_MAX_LENGTH)
     case_id = models.CharField(_("case id"), max_length=REFERENCE_MAX_LENGTH, blank=True)
@@ -149,6 +161,15 @@ class Event(models.Model):
             # Exact-match search.
             models.Index(fields=["case_id"], name="klarefi_event_case"),
             models.Index(fields=["session_id"], name="klarefi_event_session"),
+            # The endpoint filter (admin, API, --endpoint), with the default ordering.
+            models.Index(fields=["endpoint", "-received_at"], name="klarefi_event_endpoint"),
+        ]
+        constraints = [
+            # One row per event per endpoint. The event id comes first, so that the index
+            # also serves a lookup by event id alone (search, --event-id).
+            models.UniqueConstraint(
+                fields=["event_id", "endpoint"], name="klarefi_event_unique_id"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch
 
+from django_klarefi import endpoints
 from django_klarefi.conf import conf
+from django_klarefi.endpoints import DEFAULT_ENDPOINT
 from django_klarefi.signature import SIGNATURE_HEADER, sign_webhook_payload
 from django_klarefi.views import answer_delivery
 
@@ -63,6 +65,16 @@ class SendingNotConfigured(ImproperlyConfigured):
 NO_SECRET = "No signing secret: KLAREFI_WEBHOOK_SECRET is not set."  # noqa: S105 (a message)
 
 
+def no_secret(endpoint: str) -> str:
+    """Why no test event can be signed for ``endpoint``."""
+    if endpoint == DEFAULT_ENDPOINT:
+        return NO_SECRET
+    return (
+        f'No signing secret: the endpoint "{endpoint}" is not defined (KLAREFI_ENDPOINTS or '
+        "an active Endpoint row), or its secret cannot be used."
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class HttpAnswer:
     """What came back from one POST: the status, how long it took, and the body."""
@@ -96,9 +108,10 @@ class ApiAnswer(HttpAnswer):
     url: str
 
 
-def default_url() -> str:
-    """``http://127.0.0.1:8000`` plus the reversed ``django_klarefi:webhook`` URL."""
-    return DEFAULT_BASE_URL + _webhook_path()
+def default_url(endpoint: str = DEFAULT_ENDPOINT) -> str:
+    """``http://127.0.0.1:8000`` plus the reversed ``django_klarefi:webhook`` URL of
+    ``endpoint``."""
+    return DEFAULT_BASE_URL + _webhook_path(endpoint)
 
 
 def send_test_event(
@@ -108,12 +121,14 @@ def send_test_event(
     secret: str | None = None,
     timestamp_offset: int = 0,
     in_process: bool = False,
+    endpoint: str = DEFAULT_ENDPOINT,
 ) -> Delivery:
     """Sign ``payload`` and POST it to the receiver; return what came back.
 
     The body is signed with :func:`~django_klarefi.signature.sign_webhook_payload`, using
-    ``secret`` or else the first configured ``KLAREFI_WEBHOOK_SECRET``, at the current time
-    plus ``timestamp_offset`` seconds (to show what a stale or future signature gets).
+    ``secret`` or else the first secret of ``endpoint`` (for ``default``, the first
+    ``KLAREFI_WEBHOOK_SECRET``), at the current time plus ``timestamp_offset`` seconds (to
+    show what a stale or future signature gets), and sent to that endpoint's URL.
 
     With ``in_process=True`` there is no HTTP: the signed body goes to the receiver's own
     :func:`django_klarefi.views.answer_delivery` (verification, storage, the handlers and the
@@ -123,21 +138,21 @@ def send_test_event(
     Raises :class:`SendingNotConfigured` when no secret is available or no URL can be
     found; every delivery problem (refused, timeout, bad URL, non-2xx) is in the result.
     """
-    signing_secret = secret if secret is not None else conf.SIGNING_SECRET
-    if not signing_secret or not signing_secret.strip():
-        raise SendingNotConfigured(NO_SECRET)
+    key = secret if secret is not None else endpoints.signing_secret(endpoint)
+    if not key or not key.strip():
+        raise SendingNotConfigured(no_secret(endpoint))
     if in_process and url is not None:
         raise ValueError("An in-process delivery goes to the receiver itself: pass no url.")
     body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-    header = sign_webhook_payload(body, signing_secret, int(time.time()) + timestamp_offset)
+    header = sign_webhook_payload(body, key, int(time.time()) + timestamp_offset)
     event_type = str(payload.get("event", ""))
     event_id = str(payload.get("id", ""))
-    secrets = (signing_secret,)
+    secrets = (key,)
     if in_process:
-        status, text, error, milliseconds = _deliver_in_process(body, header)
+        status, text, error, milliseconds = _deliver_in_process(body, header, endpoint)
     else:
         status, text, error, milliseconds = _post_http(
-            url or default_url(),
+            url or default_url(endpoint),
             body,
             {"Content-Type": "application/json", SIGNATURE_HEADER: header},
         )
@@ -191,18 +206,20 @@ def request_api_test_event(
     )
 
 
-def _webhook_path() -> str:
+def _webhook_path(endpoint: str) -> str:
     try:
-        return reverse("django_klarefi:webhook")
+        return endpoints.delivery_path(endpoint)
     except NoReverseMatch as exc:
         raise SendingNotConfigured(
             "The receiver URL is not in the URLconf: include django_klarefi.urls."
         ) from exc
 
 
-def _deliver_in_process(body: bytes, header: str) -> tuple[int | None, str, str, float]:
+def _deliver_in_process(
+    body: bytes, header: str, endpoint: str
+) -> tuple[int | None, str, str, float]:
     start = time.perf_counter()
-    response = answer_delivery(body, header, client="in-process test event")
+    response = answer_delivery(body, header, client="in-process test event", endpoint=endpoint)
     milliseconds = _since(start)
     return response.status_code, response.content.decode("utf-8", "replace"), "", milliseconds
 

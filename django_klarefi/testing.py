@@ -24,12 +24,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import Signal
 from django.test import AsyncClient, Client
-from django.urls import reverse
 
-from django_klarefi.conf import conf
+from django_klarefi.endpoints import DEFAULT_ENDPOINT, delivery_path, signing_secret
 from django_klarefi.models import Event
 from django_klarefi.samples import sample_event
 from django_klarefi.signals import EVENT_SIGNALS, event_received
@@ -79,23 +79,40 @@ def encode_event(payload: EventLike) -> bytes:
 
 
 def signature_header(
-    body: bytes, *, secret: str | None = None, timestamp: int | None = None
+    body: bytes,
+    *,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    endpoint: str = DEFAULT_ENDPOINT,
 ) -> str:
     """An ``X-Klarefi-Signature`` value for ``body``, signed with ``secret`` or the first
-    configured ``KLAREFI_WEBHOOK_SECRET``, at ``timestamp`` or now."""
-    signing_secret = secret if secret is not None else conf.SIGNING_SECRET
-    if signing_secret is None:
-        raise ImproperlyConfigured("Set KLAREFI_WEBHOOK_SECRET, or pass secret=.")
-    return sign_webhook_payload(
-        body, signing_secret, int(time.time()) if timestamp is None else timestamp
-    )
+    secret of ``endpoint`` (``default``: the first ``KLAREFI_WEBHOOK_SECRET``), at
+    ``timestamp`` or now."""
+    key = secret if secret is not None else signing_secret(endpoint)
+    if key is None:
+        if endpoint == DEFAULT_ENDPOINT:
+            raise ImproperlyConfigured("Set KLAREFI_WEBHOOK_SECRET, or pass secret=.")
+        raise ImproperlyConfigured(
+            f'The endpoint "{endpoint}" is not defined or has no usable secret; define it '
+            "(KLAREFI_ENDPOINTS or an Endpoint row), or pass secret=."
+        )
+    return sign_webhook_payload(body, key, int(time.time()) if timestamp is None else timestamp)
 
 
 def signed_headers(
-    raw_body: bytes, *, secret: str | None = None, timestamp: int | None = None
+    raw_body: bytes,
+    *,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    endpoint: str = DEFAULT_ENDPOINT,
 ) -> dict[str, str]:
-    """``{"X-Klarefi-Signature": ...}`` for ``raw_body``, for ``Client.post(headers=...)``."""
-    return {SIGNATURE_HEADER: signature_header(raw_body, secret=secret, timestamp=timestamp)}
+    """``{"X-Klarefi-Signature": ...}`` for ``raw_body``, for ``Client.post(headers=...)``,
+    signed as :func:`signature_header` signs."""
+    return {
+        SIGNATURE_HEADER: signature_header(
+            raw_body, secret=secret, timestamp=timestamp, endpoint=endpoint
+        )
+    }
 
 
 def _delivery(
@@ -104,15 +121,16 @@ def _delivery(
     timestamp: int | None,
     signature: str | None,
     url: str | None,
+    endpoint: str,
 ) -> dict[str, Any]:
     body = encode_event(build_event(event) if isinstance(event, str) else event)
     header = (
         signature
         if signature is not None
-        else signature_header(body, secret=secret, timestamp=timestamp)
+        else signature_header(body, secret=secret, timestamp=timestamp, endpoint=endpoint)
     )
     return {
-        "path": url or reverse("django_klarefi:webhook"),
+        "path": url or delivery_path(endpoint),
         "data": body,
         "content_type": "application/json",
         "headers": {SIGNATURE_HEADER: header},
@@ -127,14 +145,17 @@ def post_event(
     timestamp: int | None = None,
     signature: str | None = None,
     url: str | None = None,
+    endpoint: str = DEFAULT_ENDPOINT,
 ) -> TestResponse:
     """POST a signed event to the receiver with Django's test client.
 
     ``event`` is a payload, an event type (``"case.completed"``: :func:`build_event`
     builds it) or the exact body bytes. ``signature`` replaces the header (to test
     rejections); ``url`` defaults to the reversed ``django_klarefi:webhook``.
+    ``endpoint`` names the endpoint (``post_event(client, event, endpoint="eu")``): the
+    event is signed with its first secret and posted to its URL.
     """
-    return client.post(**_delivery(event, secret, timestamp, signature, url))
+    return client.post(**_delivery(event, secret, timestamp, signature, url, endpoint))
 
 
 async def apost_event(
@@ -145,9 +166,12 @@ async def apost_event(
     timestamp: int | None = None,
     signature: str | None = None,
     url: str | None = None,
+    endpoint: str = DEFAULT_ENDPOINT,
 ) -> AsyncTestResponse:
     """:func:`post_event` with Django's ``AsyncClient``: ``await apost_event(...)``."""
-    return await async_client.post(**_delivery(event, secret, timestamp, signature, url))
+    # A database endpoint's secret is read with the ORM, which is synchronous.
+    delivery = await sync_to_async(_delivery)(event, secret, timestamp, signature, url, endpoint)
+    return await async_client.post(**delivery)
 
 
 class SentSignal(NamedTuple):

@@ -21,7 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from django_klarefi import metrics, tasks
 from django_klarefi.conf import conf
-from django_klarefi.log_fields import DEFAULT_ENDPOINT, log_extra
+from django_klarefi.endpoints import DEFAULT_ENDPOINT, get_endpoint
+from django_klarefi.log_fields import log_extra
 from django_klarefi.payloads import InvalidEvent
 from django_klarefi.processing import Outcome, receive_event
 from django_klarefi.rejections import report_rejection
@@ -77,18 +78,19 @@ def outside_atomic_requests(view: _View) -> _View:
 @outside_atomic_requests
 @csrf_exempt
 @login_not_required
-def webhook(request: HttpRequest) -> HttpResponse:
-    """Receive one Klarefi delivery. The status code table is in the docs."""
+def webhook(request: HttpRequest, endpoint: str = DEFAULT_ENDPOINT) -> HttpResponse:
+    """Receive one Klarefi delivery for ``endpoint`` (the URL names it). The status code
+    table is in the docs."""
     if request.method == "OPTIONS":
         response = _json(200, {"allow": ["POST", "OPTIONS"]})
         response["Allow"] = "POST, OPTIONS"
         return response
     if request.method != "POST":
         return _reject(_client(request), 405, "method_not_allowed", "Only POST is accepted.")
-    return handle_delivery(request)
+    return handle_delivery(request, endpoint=endpoint)
 
 
-def handle_delivery(request: HttpRequest) -> HttpResponse:
+def handle_delivery(request: HttpRequest, *, endpoint: str = DEFAULT_ENDPOINT) -> HttpResponse:
     """Read a POSTed delivery's body (never more than ``KLAREFI_MAX_BODY_BYTES``), then
     :func:`answer_delivery`. Never raises."""
     limit = conf.MAX_BODY_BYTES
@@ -107,18 +109,27 @@ def handle_delivery(request: HttpRequest) -> HttpResponse:
         )
     if body is Unread.TOO_LARGE:
         return _reject(_client(request), 413, "body_too_large", f"The body is over {limit} bytes.")
-    return answer_delivery(body, request.headers.get(SIGNATURE_HEADER), client=_client(request))
+    return answer_delivery(
+        body, request.headers.get(SIGNATURE_HEADER), client=_client(request), endpoint=endpoint
+    )
 
 
-def answer_delivery(body: bytes, signature_header: str | None, *, client: str = "") -> HttpResponse:
-    """Verify one delivery, store and process (or queue) it, and answer as the receiver does.
+def answer_delivery(
+    body: bytes,
+    signature_header: str | None,
+    *,
+    client: str = "",
+    endpoint: str = DEFAULT_ENDPOINT,
+) -> HttpResponse:
+    """Verify one delivery to the endpoint named ``endpoint``, store and process (or queue)
+    it, and answer as the receiver does.
 
     ``client`` names the sender in log lines (the view passes ``REMOTE_ADDR``). Never
     raises: an unexpected exception is logged with its traceback and answered with a JSON
     500, which Klarefi retries.
     """
     try:
-        return _answer(body, signature_header, client or "unknown")
+        return _answer(body, signature_header, client or "unknown", endpoint)
     except (SystemExit, KeyboardInterrupt) as exc:
         # Raised by a receiver (processing has recorded it as the event's failure): a
         # receiver stopping is not the server stopping. A server that stops its worker
@@ -133,40 +144,56 @@ def answer_delivery(body: bytes, signature_header: str | None, *, client: str = 
         return _json(500, {"error": "internal_error"})
 
 
-def _answer(body: bytes, signature_header: str | None, client: str) -> HttpResponse:
-    endpoint = DEFAULT_ENDPOINT
-    secrets = conf.WEBHOOK_SECRETS
-    if not secrets:
+def _answer(body: bytes, signature_header: str | None, client: str, name: str) -> HttpResponse:
+    try:
+        endpoint = get_endpoint(name)  # a database endpoint's first lookup runs a query
+    except (OperationalError, InterfaceError):
+        logger.exception(
+            "Klarefi webhook not stored: the database is unavailable.",
+            extra=log_extra(reason="database_unavailable"),
+        )
+        return _unavailable(client, "database_unavailable", None)
+    if endpoint is None:
+        return _reject(
+            client, 404, "unknown_endpoint", "No active Klarefi endpoint has this name.", None
+        )
+    if endpoint.problem:
         # Servers such as gunicorn never run the system checks (E001): say it here too.
         logger.error(
-            "Klarefi webhook not accepted: KLAREFI_WEBHOOK_SECRET is not set, so it cannot "
-            "be verified. Set it to the whsec_... signing secret from the Klarefi dashboard.",
-            extra=log_extra(endpoint=endpoint, reason="not_configured"),
+            "Klarefi webhook not accepted: %s",
+            endpoint.problem,
+            extra=log_extra(endpoint=endpoint.name, reason="not_configured"),
         )
-        return _unavailable(client, "not_configured", endpoint)
+        return _unavailable(client, "not_configured", endpoint.name)
     try:
-        verified = verify_webhook(body, signature_header, secrets, tolerance=conf.WEBHOOK_TOLERANCE)
-        enqueue = tasks.enqueue_processing if conf.PROCESSING == "task" else None
+        verified = verify_webhook(
+            body, signature_header, endpoint.secrets, tolerance=endpoint.tolerance
+        )
+        enqueue = tasks.enqueue_processing if endpoint.processing == "task" else None
         result = receive_event(
-            verified.payload, raw_body=body, signed_at=verified.timestamp, enqueue=enqueue
+            verified.payload,
+            raw_body=body,
+            signed_at=verified.timestamp,
+            enqueue=enqueue,
+            endpoint=endpoint.name,
         )
     except InvalidPayload as exc:
-        return _reject(client, 400, exc.reason, str(exc), endpoint)
+        return _reject(client, 400, exc.reason, str(exc), endpoint.name)
     except WebhookVerificationError as exc:
-        return _reject(client, 401, exc.reason, str(exc), endpoint)
+        return _reject(client, 401, exc.reason, str(exc), endpoint.name)
     except InvalidEvent as exc:
-        return _reject(client, 400, "invalid_event", str(exc), endpoint)
+        return _reject(client, 400, "invalid_event", str(exc), endpoint.name)
     except (OperationalError, InterfaceError):
         # The database is down, or locked past SQLite's busy timeout: nothing was
         # committed, so ask Klarefi to deliver again.
         logger.exception(
             "Klarefi webhook not stored: the database is unavailable.",
-            extra=log_extra(endpoint=endpoint, reason="database_unavailable"),
+            extra=log_extra(endpoint=endpoint.name, reason="database_unavailable"),
         )
-        return _unavailable(client, "database_unavailable", endpoint)
+        return _unavailable(client, "database_unavailable", endpoint.name)
 
     status = OUTCOME_STATUS[result.outcome]
-    metrics.count_delivery(endpoint, str(result.outcome))
+    metrics.count_delivery(endpoint.name, str(result.outcome))
     return _json(
         status,
         {"status": str(result.outcome), "event_id": result.event_id},

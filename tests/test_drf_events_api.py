@@ -92,7 +92,8 @@ def test_detail_exposes_payload_and_processing_fields(staff_client):
     body = staff_client.get(detail(event)).json()
     # The fields the API promises: the payload and the processing bookkeeping.
     assert set(body) == {
-        *("id", "event_id", "event_type", "case_id", "session_id", "status", "error"),
+        *("id", "event_id", "endpoint", "event_type", "case_id", "session_id", "status"),
+        "error",
         *("attempts", "deliveries", "is_test", "signed_at", "received_at"),
         *("last_received_at", "processed_at", "payload"),
     }

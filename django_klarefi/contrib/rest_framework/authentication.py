@@ -15,7 +15,7 @@ from rest_framework.request import Request
 
 from django_klarefi.conf import conf
 from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
-from django_klarefi.log_fields import DEFAULT_ENDPOINT
+from django_klarefi.endpoints import DEFAULT_ENDPOINT, get_endpoint
 from django_klarefi.rejections import report_rejection
 from django_klarefi.signature import (
     SIGNATURE_HEADER,
@@ -24,6 +24,7 @@ from django_klarefi.signature import (
     WebhookVerificationError,
     verify_webhook,
 )
+from django_klarefi.views import Unread, read_body
 
 __all__ = ["BodyTooLarge", "KlarefiSignatureAuthentication", "NotConfigured"]
 
@@ -47,6 +48,17 @@ class NotConfigured(APIException):
     default_code = "not_configured"
 
 
+class LengthRequired(APIException):
+    """A chunked body that this WSGI server does not delimit (see the receiver's 411)."""
+
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = (
+        "A chunked body without Content-Length cannot be read under this WSGI server; send "
+        "Content-Length."
+    )
+    default_code = "length_required"
+
+
 class KlarefiSignatureAuthentication(BaseAuthentication):
     """Authenticate a request by its ``X-Klarefi-Signature`` over the raw body.
 
@@ -67,11 +79,22 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
 
     The body is read (and kept) before DRF parses it, so ``request.data`` works in the
     view. Put this class before any class that reads ``request.data``.
+
+    Bound to the ``default`` endpoint; a subclass verifies another endpoint's deliveries
+    with that endpoint's secrets and tolerance::
+
+        class EuSignature(KlarefiSignatureAuthentication):
+            endpoint = "eu"
+
+    An endpoint that is not defined (or inactive), or whose secrets cannot be used, is a
+    503 (``not_configured``), logged as an error that says why.
     """
 
     #: The scheme named in ``WWW-Authenticate`` and in the OpenAPI security scheme.
     scheme = "Klarefi-Signature"
     www_authenticate_realm = "api"
+    #: The endpoint whose secrets verify the signature.
+    endpoint = DEFAULT_ENDPOINT
 
     def __init__(self) -> None:
         load_schema_extensions()
@@ -80,26 +103,25 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
         header = request._request.headers.get(SIGNATURE_HEADER)
         if header is None:
             return None
-        secrets = conf.WEBHOOK_SECRETS
-        if not secrets:
+        endpoint = get_endpoint(self.endpoint)
+        if endpoint is None or not endpoint.secrets:
             # Servers such as gunicorn never run the system checks (E001): say it here too.
             logger.error(
-                "Klarefi-signed request to %s not accepted: KLAREFI_WEBHOOK_SECRET is not "
-                "set, so it cannot be verified. Set it to the whsec_... signing secret from "
-                "the Klarefi dashboard.",
+                "Klarefi-signed request to %s not accepted: %s",
                 request._request.path,
+                _not_verifiable(self.endpoint, endpoint.problem if endpoint else ""),
             )
             raise _reported(request, NotConfigured(), self)
         try:
             body = self.read_body(request)
-            verified = verify_webhook(body, header, secrets, tolerance=conf.WEBHOOK_TOLERANCE)
+            verified = verify_webhook(body, header, endpoint.secrets, tolerance=endpoint.tolerance)
         except InvalidPayload as exc:
             # Signed, but not a JSON event: 400, as the receiver answers.
             raise _reported(request, ParseError(str(exc), code=exc.reason), self) from None
         except WebhookVerificationError as exc:
             error = AuthenticationFailed(str(exc), code=exc.reason)
             raise _reported(request, error, self) from None
-        except (BodyTooLarge, ParseError) as exc:
+        except (BodyTooLarge, LengthRequired, ParseError) as exc:
             raise _reported(request, exc, self) from None
         return AnonymousUser(), verified
 
@@ -142,15 +164,26 @@ class KlarefiSignatureAuthentication(BaseAuthentication):
         return body
 
 
+def _not_verifiable(name: str, problem: str) -> str:
+    return problem or (
+        f'the endpoint "{name}" is not defined (KLAREFI_ENDPOINTS or an active Endpoint '
+        "row), so its signatures cannot be verified."
+    )
+
+
 def _read_undeclared_body(request: HttpRequest, limit: int) -> bytes:
-    """A body without ``Content-Length`` (chunked, under ASGI): at most ``limit + 1`` bytes
-    of it, kept on the request as ``HttpRequest.body`` keeps it, so ``request.body`` works
-    afterwards. Django's own ``request.body`` would read it all before it could be refused.
-    """
-    body = request.read(limit + 1)
-    if len(body) <= limit:
-        request._body = body
-        request._stream = io.BytesIO(body)
+    """A body without ``Content-Length`` (chunked): at most ``limit + 1`` bytes of it, read
+    as the receiver reads it (:func:`django_klarefi.views.read_body`), and kept on the
+    request as ``HttpRequest.body`` keeps it, so ``request.body`` works afterwards.
+    Django's own ``request.body`` would read it all before it could be refused (ASGI), or
+    read it as empty (WSGI)."""
+    body = read_body(request, limit)
+    if body is Unread.LENGTH_REQUIRED:
+        raise LengthRequired()
+    if body is Unread.TOO_LARGE:
+        raise BodyTooLarge(f"The body is over {limit} bytes.")
+    request._body = body
+    request._stream = io.BytesIO(body)
     return body
 
 
@@ -166,7 +199,7 @@ def _reported(
         reason=codes if isinstance(codes, str) else exc.default_code,
         detail=str(exc.detail),
         sender=type(authentication),
-        endpoint=DEFAULT_ENDPOINT,
+        endpoint=getattr(authentication, "endpoint", DEFAULT_ENDPOINT),
         path=request._request.path,
     )
     return exc

@@ -10,6 +10,7 @@ from rest_framework.filters import BaseFilterBackend
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from django_klarefi.endpoint_settings import ENDPOINT_NAME_MAX_LENGTH
 from django_klarefi.models import EVENT_TYPE_MAX_LENGTH, REFERENCE_MAX_LENGTH, Event
 
 __all__ = ["EventFilterBackend", "EventFilterSerializer"]
@@ -18,6 +19,11 @@ __all__ = ["EventFilterBackend", "EventFilterSerializer"]
 class EventFilterSerializer(serializers.Serializer[None]):
     """The filters, one field per query parameter; every one optional."""
 
+    endpoint = serializers.CharField(
+        required=False,
+        max_length=ENDPOINT_NAME_MAX_LENGTH,
+        help_text="The name of the endpoint that received it (default: every endpoint).",
+    )
     event_type = serializers.CharField(
         required=False, max_length=EVENT_TYPE_MAX_LENGTH, help_text="Exact event type."
     )

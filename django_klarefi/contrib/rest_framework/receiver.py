@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from django_klarefi import views
 from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
-from django_klarefi.log_fields import DEFAULT_ENDPOINT
+from django_klarefi.endpoints import DEFAULT_ENDPOINT
 from django_klarefi.rejections import report_rejection
 
 __all__ = ["KlarefiWebhookAPIView"]
@@ -48,7 +48,16 @@ class KlarefiWebhookAPIView(APIView):
 
     No authentication class runs: the signature is the authentication, and it is checked
     with the body by the receiver itself. So there is no session, and no CSRF check.
+
+    It receives for the ``default`` endpoint, or for the one named by the URL's
+    ``endpoint`` keyword argument, or by :attr:`endpoint`::
+
+        path("api/klarefi/eu", KlarefiWebhookAPIView.as_view(endpoint="eu")),
+        path("api/klarefi/<slug:endpoint>", KlarefiWebhookAPIView.as_view()),
     """
+
+    #: The endpoint it receives for, unless the URL names one.
+    endpoint = DEFAULT_ENDPOINT
 
     #: Marks a routed Klarefi receiver for django-klarefi's system checks.
     klarefi_receiver = True
@@ -73,13 +82,14 @@ class KlarefiWebhookAPIView(APIView):
                 reason=codes if isinstance(codes, str) else exc.default_code,
                 detail=str(exc.detail),
                 sender=type(self),
-                endpoint=DEFAULT_ENDPOINT,
+                endpoint=None,  # never a name taken unchecked from the URL
                 path=self.request.path,
             )
         return response
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        return views.handle_delivery(request._request)
+        name = kwargs.get("endpoint", self.endpoint)
+        return views.handle_delivery(request._request, endpoint=name)
 
     # DRF passes any HttpResponse through; the stubs ask for its own Response.
     def options(  # type: ignore[override]

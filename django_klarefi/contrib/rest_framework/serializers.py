@@ -21,6 +21,7 @@ class EventSerializer(serializers.ModelSerializer[Event]):
         fields = [
             "id",
             "event_id",
+            "endpoint",
             "event_type",
             "case_id",
             "session_id",

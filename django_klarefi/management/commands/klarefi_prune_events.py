@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from django_klarefi.conf import MIN_EVENT_RETENTION, SHORT_RETENTION_REASON, conf
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument, parse_duration
+from django_klarefi.endpoint_settings import endpoint_name_argument
 from django_klarefi.models import Event
 from django_klarefi.progress import add_quiet_argument, for_command
 
@@ -59,6 +60,12 @@ class Command(BaseCommand):
             help=f"Rows deleted per transaction (default: {DEFAULT_BATCH_SIZE}).",
         )
         parser.add_argument(
+            "--endpoint",
+            type=endpoint_name_argument,
+            metavar="NAME",
+            help="Only events received by this endpoint (default: every endpoint's).",
+        )
+        parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
         )
         add_quiet_argument(parser)
@@ -68,9 +75,12 @@ class Command(BaseCommand):
         statuses = [status for status in Status.values if status in options["statuses"]]
         batch_size: int = options["batch_size"]
         kept = [status for status in Status.values if status not in statuses]
+        endpoint: str | None = options["endpoint"]
         scope = f"received before {_moment(before)}"
+        if endpoint is not None:
+            scope += f' by endpoint "{endpoint}"'
 
-        counts = {status: _old(status, before).count() for status in statuses}
+        counts = {status: _old(status, before, endpoint).count() for status in statuses}
         for status, count in counts.items():
             self.stdout.write(f"{status}: {count} {scope}")
         total = sum(counts.values())
@@ -89,7 +99,7 @@ class Command(BaseCommand):
                 # Until the rows counted above are gone: rows that age past the cutoff
                 # during the run wait for the next one. A short batch means none are left.
                 while remaining > 0:
-                    count, floor = _delete_batch(status, before, batch_size, floor)
+                    count, floor = _delete_batch(status, before, endpoint, batch_size, floor)
                     if not count:
                         break
                     batches += 1
@@ -110,12 +120,13 @@ class Command(BaseCommand):
         )
 
 
-def _old(status: str, before: datetime) -> QuerySet[Event]:
-    return Event.objects.filter(status=status, received_at__lt=before)
+def _old(status: str, before: datetime, endpoint: str | None) -> QuerySet[Event]:
+    old = Event.objects.filter(status=status, received_at__lt=before)
+    return old if endpoint is None else old.filter(endpoint=endpoint)
 
 
 def _delete_batch(
-    status: str, before: datetime, batch_size: int, floor: datetime | None
+    status: str, before: datetime, endpoint: str | None, batch_size: int, floor: datetime | None
 ) -> tuple[int, datetime | None]:
     """Delete up to ``batch_size`` of the oldest matching events received at or after
     ``floor``, in one transaction; the count, and the next batch's floor.
@@ -133,7 +144,7 @@ def _delete_batch(
     than the one before it.
     """
     using = router.db_for_write(Event)
-    oldest = _old(status, before).using(using).order_by("received_at")
+    oldest = _old(status, before, endpoint).using(using).order_by("received_at")
     if floor is not None:
         oldest = oldest.filter(received_at__gte=floor)
     # This batch's last received_at, found by the same short scan: the next floor.
@@ -144,7 +155,7 @@ def _delete_batch(
         batch = list(batch)
     # Only the keys: when a project's model points at Event with a cascading foreign key,
     # Django must fetch the batch's rows to find theirs, and need not fetch the payloads.
-    doomed = _old(status, before).using(using).filter(pk__in=batch).only("pk")
+    doomed = _old(status, before, endpoint).using(using).filter(pk__in=batch).only("pk")
     with transaction.atomic(using=using):
         deleted, _ = doomed.delete()
     return deleted, last[0] if last else floor

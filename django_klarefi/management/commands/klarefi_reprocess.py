@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument
+from django_klarefi.endpoint_settings import endpoint_name_argument
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, Result, events_in_pk_order, process_event
 from django_klarefi.progress import Progress, add_quiet_argument, for_command
@@ -88,6 +89,13 @@ class Command(BaseCommand):
             help="Received longer ago than this (90d, 12h, 10m, 30s). With --pending, this "
             "recovers events that were stored but never enqueued.",
         )
+        chosen.add_argument(
+            "--endpoint",
+            type=endpoint_name_argument,
+            metavar="NAME",
+            help="Only events received by this endpoint (with another option: it narrows "
+            "that selection; it selects nothing alone).",
+        )
         parser.add_argument(
             "--force",
             action="store_true",
@@ -107,7 +115,10 @@ class Command(BaseCommand):
         # counted, so "--type case.completed" does not print every processed event.
         list_skipped = bool(named) or options["verbosity"] >= 2
 
-        stored = Event.objects.filter(event_id__in=named).values_list("event_id", flat=True)
+        named_events = Event.objects.filter(event_id__in=named)
+        if options["endpoint"] is not None:
+            named_events = named_events.filter(endpoint=options["endpoint"])
+        stored = named_events.values_list("event_id", flat=True)
         missing = sorted(set(named) - set(stored)) if named else []
         for event_id in missing:
             self.stdout.write(self.style.ERROR(f"not found          {event_id}"))
@@ -170,6 +181,8 @@ class Command(BaseCommand):
                 "or --older-than (see --help)."
             )
         events = Event.objects.all()
+        if options["endpoint"] is not None:
+            events = events.filter(endpoint=options["endpoint"])
         statuses = [
             status
             for status, flag in ((Status.FAILED, "failed"), (Status.PENDING, "pending"))

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from django_klarefi.endpoints import DEFAULT_ENDPOINT, get_endpoint, signing_secret
 from django_klarefi.event_types import EVENT_TYPES
 from django_klarefi.samples import sample_event
 from django_klarefi.sending import (
@@ -56,7 +57,16 @@ class Command(BaseCommand):
             help="The receiver's URL. Default: http://127.0.0.1:8000 plus the receiver's path.",
         )
         parser.add_argument(
-            "--secret", help="The signing secret. Default: the first KLAREFI_WEBHOOK_SECRET."
+            "--secret",
+            help="The signing secret. Default: the endpoint's first secret (for the default "
+            "endpoint, the first KLAREFI_WEBHOOK_SECRET).",
+        )
+        parser.add_argument(
+            "--endpoint",
+            default=DEFAULT_ENDPOINT,
+            metavar="NAME",
+            help="Send to this named endpoint (KLAREFI_ENDPOINTS or an Endpoint row): signed "
+            "with its secret, posted to its URL. Default: default.",
         )
         parser.add_argument("--case-id", help="The events' case_id (default: a generated one).")
         parser.add_argument(
@@ -99,8 +109,19 @@ class Command(BaseCommand):
         except SendingNotConfigured as exc:
             raise CommandError(f"{exc}{_how_to_fix(str(exc))}") from exc
 
+    def _endpoint(self, options: dict[str, Any]) -> str:
+        """The --endpoint name, once it is known to be an endpoint."""
+        name: str = options["endpoint"]
+        if name != DEFAULT_ENDPOINT and get_endpoint(name) is None:
+            raise CommandError(
+                f'Unknown endpoint "{name}": it is neither in KLAREFI_ENDPOINTS nor an active '
+                "Endpoint row."
+            )
+        return name
+
     def _send(self, options: dict[str, Any]) -> None:
         event_types = self._event_types(options)
+        endpoint = self._endpoint(options)
         if options["in_process"] and options["url"]:
             raise CommandError(
                 "--in-process sends to the receiver's URL from the URLconf; --url is for HTTP."
@@ -112,7 +133,7 @@ class Command(BaseCommand):
         secret = options["secret"]
         if secret is not None and not secret.strip():
             raise CommandError("--secret is empty.")
-        url = None if options["in_process"] else (options["url"] or default_url())
+        url = None if options["in_process"] else (options["url"] or default_url(endpoint))
 
         failed = 0
         for event_type in event_types:
@@ -129,6 +150,7 @@ class Command(BaseCommand):
                     secret=secret,
                     timestamp_offset=options["timestamp_offset"],
                     in_process=options["in_process"],
+                    endpoint=endpoint,
                 )
                 self._report(delivery, options["verbosity"])
                 if delivery.status is None:
@@ -218,7 +240,10 @@ class Command(BaseCommand):
         secret = options["secret"]
         if secret is not None and not secret.strip():
             raise CommandError("--secret is empty.")
-        endpoint = options["url"] or default_url()
+        name = self._endpoint(options)
+        if secret is None and name != DEFAULT_ENDPOINT:
+            secret = signing_secret(name)
+        endpoint = options["url"] or default_url(name)
         if _is_local(endpoint):
             self.stderr.write(
                 f"Warning: Klarefi will be asked to send to {endpoint}, a loopback address "
@@ -244,6 +269,8 @@ class Command(BaseCommand):
 def _how_to_fix(problem: str) -> str:
     if "KLAREFI_WEBHOOK_SECRET" in problem:
         return " Set it, or pass --secret."
+    if "the endpoint" in problem:
+        return " Pass --secret, or fix the endpoint."
     if "KLAREFI_API_KEY" in problem:
         return (
             ' Set it in your settings, e.g. KLAREFI_API_KEY = os.environ.get("KLAREFI_API_KEY"),'
