@@ -104,7 +104,8 @@ class Settings:
     def API_PERMISSION_CLASSES(self) -> Any:
         """``KLAREFI_API_PERMISSION_CLASSES``: the permission classes (or their dotted paths)
         of the DRF events API (``django_klarefi.contrib.rest_framework``), a list. Default:
-        admin users only (``IsAdminUser``)."""
+        admin users only (``IsAdminUser``). The API requires ``django_klarefi.view_event``
+        on top of these to read events."""
         return getattr(
             settings, "KLAREFI_API_PERMISSION_CLASSES", ["rest_framework.permissions.IsAdminUser"]
         )

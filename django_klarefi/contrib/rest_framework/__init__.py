@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from django_klarefi.contrib.rest_framework.permissions import (
         HasKlarefiSignature,
         HasReprocessPermission,
+        HasViewEventPermission,
     )
     from django_klarefi.contrib.rest_framework.receiver import KlarefiWebhookAPIView
     from django_klarefi.contrib.rest_framework.serializers import EventSerializer
@@ -44,6 +45,7 @@ __all__ = [
     "EventViewSet",
     "HasKlarefiSignature",
     "HasReprocessPermission",
+    "HasViewEventPermission",
     "KlarefiSignatureAuthentication",
     "KlarefiWebhookAPIView",
 ]
@@ -53,6 +55,7 @@ _MODULES = {
     "EventViewSet": "viewsets",
     "HasKlarefiSignature": "permissions",
     "HasReprocessPermission": "permissions",
+    "HasViewEventPermission": "permissions",
     "KlarefiSignatureAuthentication": "authentication",
     "KlarefiWebhookAPIView": "receiver",
 }

@@ -18,7 +18,10 @@ from rest_framework.response import Response
 from django_klarefi.conf import conf
 from django_klarefi.contrib.rest_framework.filters import EventFilterBackend
 from django_klarefi.contrib.rest_framework.pagination import EventCursorPagination
-from django_klarefi.contrib.rest_framework.permissions import HasReprocessPermission
+from django_klarefi.contrib.rest_framework.permissions import (
+    HasReprocessPermission,
+    HasViewEventPermission,
+)
 from django_klarefi.contrib.rest_framework.schema import load_schema_extensions
 from django_klarefi.contrib.rest_framework.serializers import (
     EventSerializer,
@@ -49,8 +52,10 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet[Event]):
 
     Configured like any DRF view, by attributes a subclass can override:
     ``permission_classes`` (default: the ``KLAREFI_API_PERMISSION_CLASSES`` setting, itself
-    ``IsAdminUser`` by default), :attr:`reprocess_permission_classes` (required on top of
-    those to reprocess), ``pagination_class``, ``filter_backends``, ``serializer_class``.
+    ``IsAdminUser`` by default), :attr:`read_permission_classes` (required on top of those
+    to list and read events: ``django_klarefi.view_event``, as in the admin),
+    :attr:`reprocess_permission_classes` (required on top of ``permission_classes`` to
+    reprocess), ``pagination_class``, ``filter_backends``, ``serializer_class``.
     Authentication and throttling are your API's defaults.
 
     When the database is unavailable (down, or locked past SQLite's busy timeout), every
@@ -62,6 +67,8 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet[Event]):
     pagination_class = EventCursorPagination
     filter_backends = [EventFilterBackend]
     permission_classes = SettingPermissionClasses()
+    #: Required, on top of ``permission_classes``, to list and read events.
+    read_permission_classes: list[type[BasePermission]] = [HasViewEventPermission]
     #: Required, on top of ``permission_classes``, by the reprocess action.
     reprocess_permission_classes: list[type[BasePermission]] = [HasReprocessPermission]
     reprocess_query_serializer_class = ReprocessQuerySerializer
@@ -84,6 +91,8 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet[Event]):
         # describe the action to a user who may not run it).
         if self.action == "reprocess" or self.request.path.rstrip("/").endswith("/reprocess"):
             classes += self.reprocess_permission_classes
+        else:
+            classes += self.read_permission_classes
         return [permission() for permission in classes]
 
     # DRF passes any HttpResponse through; the stubs ask for its own Response.
