@@ -110,6 +110,15 @@ class Settings:
             settings, "KLAREFI_API_PERMISSION_CLASSES", ["rest_framework.permissions.IsAdminUser"]
         )
 
+    # Personal data (django_klarefi.personal_data).
+
+    @property
+    def PAYLOAD_RETENTION(self) -> Any:
+        """``KLAREFI_PAYLOAD_RETENTION``: a ``timedelta``; ``klarefi_prune_events`` erases
+        the payload data and error text of processed events older than it (``timedelta(0)``:
+        at once, as the attempt succeeds). Default None: payloads are kept with the row."""
+        return getattr(settings, "KLAREFI_PAYLOAD_RETENTION", None)
+
 
 _SETTING_DOCSTRING = re.compile(r"\s*``(KLAREFI_[A-Z0-9_]+)``")
 

@@ -55,3 +55,14 @@ session_complete = EVENT_SIGNALS["session.complete"]
 session_submitted_incomplete = EVENT_SIGNALS["session.submitted_incomplete"]
 session_expired = EVENT_SIGNALS["session.expired"]
 case_completed = EVENT_SIGNALS["case.completed"]
+
+# Personal data (django_klarefi.personal_data).
+
+#: Sent for each event whose payload data was erased, inside the erasure's transaction:
+#: ``sender=Event``, ``event=<Event>`` (its envelope only, ``payload_erased_at`` set),
+#: ``reason`` (``"request"``: ``klarefi_erase``, the admin action or the API;
+#: ``"retention"``: ``KLAREFI_PAYLOAD_RETENTION``) and ``actor`` (the user, or a text
+#: naming the command). Connect a receiver to erase your own tables' copy of the data; an
+#: exception stops the erasure and rolls back its batch (see docs/personal-data.md).
+event_erased = Signal()
+__all__ += ["event_erased"]
