@@ -35,6 +35,7 @@ from django_klarefi.signals import event_erased
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "ENVELOPE_KEYS",
+    "ERASED_OUTCOME",
     "ErasureStopped",
     "Reason",
     "envelope",
@@ -47,6 +48,10 @@ logger = logging.getLogger("django_klarefi")
 
 #: The payload keys an erased event keeps: what identifies the event, nothing extracted.
 ENVELOPE_KEYS = ("id", "event", "case_id", "session_id", TEST_EVENT_KEY)
+
+#: The outcome ``process_event()`` answers for an erased event, which it never runs:
+#: ``Outcome.ERASED``'s value.
+ERASED_OUTCOME = "erased"
 
 #: Events erased per transaction by :func:`erase_events`.
 DEFAULT_BATCH_SIZE = 1000

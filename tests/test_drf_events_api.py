@@ -122,7 +122,9 @@ def test_permission_by_subclassing(client, settings):
 # Serializer
 
 
-def test_detail_exposes_payload_and_processing_fields(staff_client):
+def test_detail_exposes_payload_and_processing_fields(client):
+    client.force_login(user("reader", staff=True, perms=("view_event", "view_event_payload")))
+    staff_client = client
     post_event(staff_client, build_event("case.completed", id="evt_real", case_id="case_7"))
     event = Event.objects.get()
     body = staff_client.get(detail(event)).json()
@@ -130,7 +132,7 @@ def test_detail_exposes_payload_and_processing_fields(staff_client):
     assert set(body) == {
         *("id", "event_id", "event_type", "case_id", "session_id", "status", "error"),
         *("attempts", "deliveries", "is_test", "signed_at", "received_at"),
-        *("last_received_at", "processed_at", "payload"),
+        *("last_received_at", "processed_at", "payload_erased_at", "payload"),
     }
     assert body["event_id"] == "evt_real"
     assert body["case_id"] == "case_7"
@@ -292,7 +294,9 @@ def test_reprocess_records_a_commit_failure_under_atomic_requests(client, handle
 
 @pytest.fixture
 def reprocess_client(client):
-    client.force_login(user("operator", staff=True, perms=("reprocess_event",)))
+    client.force_login(
+        user("operator", staff=True, perms=("reprocess_event", "view_event_payload"))
+    )
     return client
 
 

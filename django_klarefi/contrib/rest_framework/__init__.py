@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         KlarefiSignatureAuthentication,
     )
     from django_klarefi.contrib.rest_framework.permissions import (
+        HasErasePermission,
         HasKlarefiSignature,
         HasReprocessPermission,
         HasViewEventPermission,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EventSerializer",
     "EventViewSet",
+    "HasErasePermission",
     "HasKlarefiSignature",
     "HasReprocessPermission",
     "HasViewEventPermission",
@@ -53,6 +55,7 @@ __all__ = [
 _MODULES = {
     "EventSerializer": "serializers",
     "EventViewSet": "viewsets",
+    "HasErasePermission": "permissions",
     "HasKlarefiSignature": "permissions",
     "HasReprocessPermission": "permissions",
     "HasViewEventPermission": "permissions",

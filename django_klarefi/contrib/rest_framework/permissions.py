@@ -8,7 +8,12 @@ from rest_framework.views import APIView
 
 from django_klarefi.signature import VerifiedWebhook
 
-__all__ = ["HasKlarefiSignature", "HasReprocessPermission", "HasViewEventPermission"]
+__all__ = [
+    "HasErasePermission",
+    "HasKlarefiSignature",
+    "HasReprocessPermission",
+    "HasViewEventPermission",
+]
 
 
 class HasKlarefiSignature(BasePermission):
@@ -46,6 +51,18 @@ class HasViewEventPermission(BasePermission):
     #: The permission, as ``user.has_perm`` takes it.
     permission = "django_klarefi.view_event"
     message = "Reading events needs the django_klarefi.view_event permission."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return bool(request.user and request.user.has_perm(self.permission))
+
+
+class HasErasePermission(BasePermission):
+    """Allow users with the ``django_klarefi.erase_event`` permission: the erase action
+    requires it on top of ``KLAREFI_API_PERMISSION_CLASSES``."""
+
+    #: The permission, as ``user.has_perm`` takes it.
+    permission = "django_klarefi.erase_event"
+    message = "Erasing needs the django_klarefi.erase_event permission."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return bool(request.user and request.user.has_perm(self.permission))
