@@ -394,3 +394,45 @@ def test_an_old_erased_event_keeps_its_timestamps_and_counts():
     erase("--event-id", event.event_id)
     after = Event.objects.values("received_at", "processed_at", "attempts", "deliveries").get()
     assert after == before
+
+
+# klarefi_reprocess leaves erased events out
+
+
+def reprocess(*args):
+    out = io.StringIO()
+    try:
+        call_command("klarefi_reprocess", *args, stdout=out, stderr=io.StringIO(), no_color=True)
+    except CommandError as exc:
+        return out.getvalue(), exc
+    return out.getvalue(), None
+
+
+def test_reprocess_command_never_runs_an_erased_event(handlers):
+    stored(1, Event.Status.FAILED, error=TRACEBACK)
+    stored(2, Event.Status.FAILED, error=TRACEBACK)
+    erase("--event-id", "evt_1")
+    handlers.fail_with = ValueError(MARKER)
+
+    output, error = reprocess("--failed")
+
+    assert {event.event_id for _, event in handlers.calls} == {"evt_2"}
+    assert output.splitlines()[-1] == (
+        "Summary: 2 events, 0 processed, 1 failed, 0 already processed, 0 in flight, 1 erased."
+    )
+    assert str(error) == "1 event still failing."
+    assert MARKER not in output
+
+
+def test_reprocess_command_names_an_erased_event_it_skips(handlers):
+    stored(1, Event.Status.FAILED, error=TRACEBACK)
+    erase("--event-id", "evt_1")
+    output, error = reprocess("--event-id", "evt_1")
+    assert error is None
+    assert handlers.calls == []
+    assert (
+        "erased             evt_1  case.completed  its payload data was erased; it is never run "
+        "again" in output
+    )
+    dry, _ = reprocess("--event-id", "evt_1", "--dry-run")
+    assert "1 erased (skipped)" in dry
