@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "erase_events",
     "erased_values",
     "error_class",
+    "redacted_traceback",
 ]
 
 logger = logging.getLogger("django_klarefi")
@@ -64,7 +66,7 @@ ERASED_FIELDS = ("payload", "error", "payload_erased_at")
 _LOADED_FIELDS = ("pk", "event_id", "event_type", "case_id", "session_id", "status", "is_test")
 
 # An exception's line: a dotted name, then ":" and its message or the end of the line.
-_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
+_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.<>]*)(?::|$)")
 
 
 class Reason:
@@ -123,6 +125,40 @@ def error_class(error: str) -> str:
             match = _EXCEPTION_LINE.match(line)
             return match[1] if match else ""
     return ""
+
+
+def redacted_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback for a log line: every frame (file, line, function and source
+    line), and each exception of the chain by its class only, ``(message hidden)``.
+
+    An exception's message can quote the payload (``ValueError(event.payload["data"]
+    ["name"])``): logs carry ids, types and references only. The message is never
+    formatted, so an exception whose ``__str__`` raises is logged too.
+    """
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    parts = []
+    for error in reversed(chain):
+        frames = traceback.format_list(traceback.extract_tb(error.__traceback__))
+        kind = type(error)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else (f"{kind.__module__}.{kind.__qualname__}")
+        )
+        parts.append(
+            "Traceback (most recent call last):\n"
+            + "".join(frames)
+            + f"{name}: (message hidden: it can quote personal data)\n"
+        )
+    return "\nThe above exception led to the following one:\n\n".join(parts)
 
 
 def erased_values(payload: Any, now: datetime, error: str = "") -> dict[str, Any]:

@@ -28,6 +28,7 @@ from django_klarefi.personal_data import (
     erase_events,
     erased_values,
     error_class,
+    redacted_traceback,
 )
 from django_klarefi.signals import event_erased
 
@@ -436,3 +437,41 @@ def test_reprocess_command_names_an_erased_event_it_skips(handlers):
     )
     dry, _ = reprocess("--event-id", "evt_1", "--dry-run")
     assert "1 erased (skipped)" in dry
+
+
+# redacted_traceback: what the core logs of a failing receiver
+
+
+def test_redacted_traceback_keeps_the_frames_and_the_class_not_the_message():
+    def receiver(payload):
+        raise ValueError(payload["data"]["name"])
+
+    try:
+        receiver(payload(1))
+    except ValueError as exc:
+        text = redacted_traceback(exc)
+    assert MARKER not in text
+    assert text.startswith("Traceback (most recent call last):\n")
+    assert 'raise ValueError(payload["data"]["name"])' in text  # the source line
+    assert "in receiver" in text
+    assert text.endswith("ValueError: (message hidden: it can quote personal data)\n")
+    assert error_class(text) == "ValueError"
+
+
+def test_redacted_traceback_of_a_chain_and_of_an_unprintable_exception():
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    try:
+        try:
+            raise KeyError(MARKER)
+        except KeyError as inner:
+            raise Unprintable() from inner
+    except Unprintable as exc:
+        text = redacted_traceback(exc)
+    assert MARKER not in text
+    assert "KeyError: (message hidden" in text
+    assert "Unprintable: (message hidden" in text
+    assert text.index("KeyError") < text.index("Unprintable:")
+    assert error_class(text).endswith("Unprintable")
