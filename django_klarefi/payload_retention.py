@@ -73,6 +73,7 @@ def erase_expired_payloads(command: BaseCommand, retention: Any, options: dict[s
                 reason=Reason.RETENTION,
                 batch_size=options["batch_size"],
                 progress=erased_batch,
+                by_received_at=True,  # the (status, received_at) index, as the prune
             )
         except ErasureStopped as exc:
             raise CommandError(str(exc)) from exc

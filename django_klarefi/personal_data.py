@@ -63,7 +63,10 @@ ERASED_FIELDS = ("payload", "error", "payload_erased_at")
 
 # The columns an erasure reads: the envelope for the event_erased receivers, and the two
 # it rewrites.
-_LOADED_FIELDS = ("pk", "event_id", "event_type", "case_id", "session_id", "status", "is_test")
+_LOADED_FIELDS = (
+    *("pk", "event_id", "event_type", "case_id", "session_id", "status", "is_test"),
+    "received_at",
+)
 
 # An exception's line: a dotted name, then ":" and its message or the end of the line.
 _EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.<>]*)(?::|$)")
@@ -184,10 +187,13 @@ def erase_events(
     reason: str = Reason.REQUEST,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[Sequence[Event]], None] | None = None,
+    by_received_at: bool = False,
 ) -> int:
     """Erase every event of ``events`` not erased yet, in any status; the count erased.
 
-    Batches of ``batch_size`` events in primary-key order, each one short transaction:
+    Batches of ``batch_size`` events in primary-key order (``by_received_at``: oldest
+    first, each batch starting at the last one's ``received_at``, for a queryset that the
+    ``(status, received_at)`` index serves, as the retention's), each one short transaction:
     the batch's rows are locked (``FOR NO KEY UPDATE``; an attempt running on one is
     waited for), rewritten with :func:`erased_values`, and
     :data:`~django_klarefi.signals.event_erased` is sent for each, inside the
@@ -203,16 +209,18 @@ def erase_events(
     """
     using = router.db_for_write(Event)
     pending = events.using(using).filter(payload_erased_at__isnull=True)
-    erased, after = 0, None
+    erased, last = 0, None
     try:
         while True:
-            batch = _erase_batch(pending, using, after, batch_size, actor=actor, reason=reason)
+            batch = _erase_batch(
+                _after(pending, last, by_received_at), using, batch_size, actor=actor, reason=reason
+            )
             erased += len(batch)
             if batch and progress is not None:
                 progress(batch)
             if len(batch) < batch_size:
                 break
-            after = batch[-1].pk
+            last = batch[-1]
     except Exception as exc:
         _record(actor, erased, filter_description, reason, stopped=exc)
         raise ErasureStopped(erased, exc) from exc
@@ -220,20 +228,23 @@ def erase_events(
     return erased
 
 
+def _after(pending: QuerySet[Event], last: Event | None, by_received_at: bool) -> QuerySet[Event]:
+    """The events not erased yet from ``last`` on, in the walk's order (keyset pagination:
+    each batch's scan starts where the one before ended). By ``received_at`` the floor
+    includes ties; the rows erased there are left out by ``payload_erased_at``."""
+    if by_received_at:
+        events = pending.order_by("received_at")
+        return events if last is None else events.filter(received_at__gte=last.received_at)
+    events = pending.order_by("pk")
+    return events if last is None else events.filter(pk__gt=last.pk)
+
+
 def _erase_batch(
-    pending: QuerySet[Event],
-    using: str,
-    after: int | None,
-    batch_size: int,
-    *,
-    actor: Any,
-    reason: str,
+    pending: QuerySet[Event], using: str, batch_size: int, *, actor: Any, reason: str
 ) -> list[Event]:
-    """Erase the next ``batch_size`` events after primary key ``after``, in one
-    transaction; the events erased."""
-    batch = pending.order_by("pk").only(*_LOADED_FIELDS, "payload", "error")
-    if after is not None:
-        batch = batch.filter(pk__gt=after)
+    """Erase the first ``batch_size`` events of ``pending``, in one transaction; the events
+    erased."""
+    batch = pending.only(*_LOADED_FIELDS, "payload", "error")
     connection = connections[using]
     with transaction.atomic(using=using):
         if connection.features.has_select_for_update:

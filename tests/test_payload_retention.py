@@ -190,14 +190,31 @@ def test_sends_event_erased_with_the_retention_reason(settings):
         prune()
     finally:
         event_erased.disconnect(receiver)
+    # Oldest first: evt_..._1 was received a second before evt_..._0.
     assert [(event_id, reason) for event_id, reason, _, _ in seen] == [
-        ("evt_processed_100d_0", "retention"),
         ("evt_processed_100d_1", "retention"),
+        ("evt_processed_100d_0", "retention"),
     ]
     assert seen[0][2] == "manage.py klarefi_prune_events (KLAREFI_PAYLOAD_RETENTION)"
     assert seen[0][3] == envelope(
-        {"id": "evt_processed_100d_0", "event": "case.completed", "case_id": "case_1"}
+        {"id": "evt_processed_100d_1", "event": "case.completed", "case_id": "case_1"}
     )
+
+
+def test_batches_walk_received_at_from_the_last_batch_on(settings):
+    settings.KLAREFI_PAYLOAD_RETENTION = timedelta(days=30)
+    events(25)
+    with CaptureQueriesContext(connection) as queries:
+        prune("--batch-size", "10")
+    reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and "LIMIT 10" in q["sql"]
+    ]
+    assert len(reads) == 3
+    assert '"received_at" >=' not in reads[0]
+    assert all('"received_at" >=' in sql for sql in reads[1:])
+    assert all('ORDER BY "django_klarefi_event"."received_at" ASC' in sql for sql in reads)
 
 
 @pytest.mark.parametrize("value", ["30d", 30, timedelta(days=-1)])
