@@ -23,11 +23,11 @@ import re
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.apps import apps
 from django.db import connections, router, transaction
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 from django.utils import timezone
 
 from django_klarefi.models import EVENT_ID_MAX_LENGTH, TEST_EVENT_KEY, Event
@@ -261,10 +261,43 @@ def _erase_batch(
         for event in rows:
             for column, value in erased_values(event.payload, now, event.error).items():
                 setattr(event, column, value)
-        Event.objects.using(using).bulk_update(rows, ERASED_FIELDS)
+        _write_erased(rows, using)
         for event in rows:
             event_erased.send(sender=Event, event=event, reason=reason, actor=actor)
     return rows
+
+
+def _write_erased(rows: list[Event], using: str) -> None:
+    """Write each row's :data:`ERASED_FIELDS`, values prepared by their model fields: on
+    PostgreSQL one ``UPDATE ... FROM (VALUES ...)``, elsewhere one ``executemany`` of an
+    ``UPDATE ... WHERE id = %s``. (``bulk_update``'s ``CASE`` expressions cost Django
+    about a millisecond per row to build.)"""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    key = cast(Field[Any, Any], Event._meta.get_field("id"))
+    fields = [cast(Field[Any, Any], Event._meta.get_field(name)) for name in ERASED_FIELDS]
+    table = quote(Event._meta.db_table)
+    values = [
+        [key.get_db_prep_save(event.pk, connection)]
+        + [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields]
+        for event in rows
+    ]
+    names = [quote(field.column or field.name) for field in (key, *fields)]
+    # Names quoted from the model's own metadata; every value is a parameter.
+    if connection.vendor == "postgresql":
+        row = "(" + ", ".join(f"%s::{f.cast_db_type(connection)}" for f in (key, *fields)) + ")"
+        assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
+        sql = (
+            f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([row] * len(rows))}) "  # noqa: S608
+            f"AS v({', '.join(names)}) WHERE {table}.{names[0]} = v.{names[0]}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [value for row_values in values for value in row_values])
+        return
+    assignments = ", ".join(f"{name} = %s" for name in names[1:])
+    sql = f"UPDATE {table} SET {assignments} WHERE {names[0]} = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [[*row_values[1:], row_values[0]] for row_values in values])
 
 
 def _record(

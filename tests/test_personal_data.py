@@ -475,3 +475,13 @@ def test_redacted_traceback_of_a_chain_and_of_an_unprintable_exception():
     assert "Unprintable: (message hidden" in text
     assert text.index("KeyError") < text.index("Unprintable:")
     assert error_class(text).endswith("Unprintable")
+
+
+def test_erases_a_payload_stored_encoded_for_its_nul_characters():
+    # A payload with U+0000 is stored as JSON text (PayloadField); its envelope is the
+    # decoded payload's, and the encoded data goes with the rest.
+    stored(1, payload=payload(1, data={"name": f"{MARKER}\x00"}))
+    erase_events(Event.objects.all(), actor="t", filter_description="x")
+    event = Event.objects.get()
+    assert event.payload == envelope(payload(1))
+    assert_erased(event)
