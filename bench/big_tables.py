@@ -16,7 +16,9 @@ then at each size in ``--sizes``:
 then, on the largest table: ``klarefi_prune_events`` over a thin and a thick slice of old
 rows (time per row, peak memory, the longest transaction it holds against one batch),
 then over a third slice while the receiver and the baseline ingest in turns
-(``bench/tables/prune.py``); and ``klarefi_reprocess --failed`` over ``--failed-rows``
+(``bench/tables/prune.py``); the same command erasing old processed payloads with
+``KLAREFI_PAYLOAD_RETENTION``, over a thin and a thick slice, measured as the prune is
+(``bench/tables/erase.py``); and ``klarefi_reprocess --failed`` over ``--failed-rows``
 failed events (peak memory, progress lines; ``bench/tables/reprocess.py``).
 
 Writes ``big-tables-postgres.json`` under ``--results`` after every stage, so an
@@ -124,6 +126,7 @@ def measure_size(args: argparse.Namespace, size: int, copied: int, handler: Any,
 
 def measure(args: argparse.Namespace, data: dict[str, Any], save: Any) -> None:
     """Every stage in turn, saving the results after each."""
+    from bench.tables.erase import erasure_slices
     from bench.tables.ingest import measure_ingest
     from bench.tables.prune import prune_during_ingest, prune_slices
     from bench.tables.reprocess import reprocess_failed
@@ -146,6 +149,9 @@ def measure(args: argparse.Namespace, data: dict[str, Any], save: Any) -> None:
     data["prune"]["during_ingest"] = prune_during_ingest(
         handler, requests, args.days - 70, args.batch_size, before_events=200
     )
+    save()
+    print("erasing old payloads (KLAREFI_PAYLOAD_RETENTION) ...", file=sys.stderr, flush=True)
+    data["payload_erasure"] = {"slices": erasure_slices(args.days, args.batch_size)}
     save()
     if not args.skip_reprocess:
         print(f"reprocessing {args.failed_rows} failed events ...", file=sys.stderr, flush=True)

@@ -3,7 +3,9 @@
 Built to stay fast on a table of millions of rows (see :mod:`django_klarefi.changelist`):
 static filter choices, a date drill-down from ``MIN``/``MAX``, exact search on indexed
 columns, no facets and no full count, and the paginator uses PostgreSQL's row estimate for
-the unfiltered list. The changelist never loads payloads or tracebacks. Its styles are one
+the unfiltered list. The changelist never loads payloads or tracebacks, and the change page
+shows them only to users with ``django_klarefi.view_event_payload`` (the envelope and the
+exception's class to everyone else; see :mod:`django_klarefi.admin_erasure`). Its styles are one
 static file (``django_klarefi/admin/klarefi.css``), so the pages work under a Content
 Security Policy of ``style-src 'self'``.
 """
@@ -23,11 +25,13 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from django_klarefi.admin_attention import NeedsAttentionFilter, redelivery_sentence
+from django_klarefi.admin_erasure import erase_selected_events
 from django_klarefi.admin_pages import EventAdminPages, SendTestEventForm
 from django_klarefi.changelist import EventChangeList, EventTypeFilter, StatusFilter
 from django_klarefi.endpoint_admin import EndpointAdmin, EndpointFilter, several_endpoints
 from django_klarefi.models import Event
 from django_klarefi.paginator import EstimatedCountPaginator
+from django_klarefi.personal_data import error_class
 from django_klarefi.reprocess_summary import reprocess_and_summarize
 
 __all__ = ["EndpointAdmin", "EventAdmin", "SendTestEventForm"]
@@ -69,7 +73,7 @@ class EventAdmin(EventAdminPages):
     show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
     list_per_page = 50
-    actions = ["reprocess_events"]
+    actions = ["reprocess_events", erase_selected_events]
     change_list_template = "admin/django_klarefi/event/change_list.html"
     change_form_template = "admin/django_klarefi/event/change_form.html"
 
@@ -97,20 +101,38 @@ class EventAdmin(EventAdminPages):
                     "received_at",
                     "last_received_at",
                     "processed_at",
+                    "payload_erased_at",
                 ]
             },
         ),
         (_("Payload"), {"fields": ["pretty_payload"]}),
     ]
     # Everything shown is read-only: events come from Klarefi.
-    readonly_fields = [*flatten_fieldsets(fieldsets), "last_error", "klarefi_retries", "endpoint"]
+    readonly_fields = [
+        *flatten_fieldsets(fieldsets),
+        "last_error",
+        "klarefi_retries",
+        "endpoint",
+        "hidden_payload",
+        "error_class",
+    ]
 
     def get_fieldsets(self, request: HttpRequest, obj: Event | None = None) -> Any:
         fieldsets = list(super().get_fieldsets(request, obj))
+        shows_payload = self.has_view_payload_permission(request)
+        if not shows_payload:
+            # Personal data: the envelope above, and what the payload would be, only.
+            fieldsets = [
+                (name, {**options, "fields": ["hidden_payload"]})
+                if "pretty_payload" in options["fields"]
+                else (name, options)
+                for name, options in fieldsets
+            ]
         if obj is not None and obj.status == Event.Status.FAILED:
             fieldsets.insert(1, (_("Klarefi's retries"), {"fields": ["klarefi_retries"]}))
         if obj is not None and obj.error:
-            fieldsets.append((_("Last error"), {"fields": ["last_error"]}))
+            error = "last_error" if shows_payload else "error_class"
+            fieldsets.append((_("Last error"), {"fields": [error]}))
         if obj is not None and (obj.endpoint != "default" or several_endpoints(request)):
             fieldsets.insert(1, (_("Endpoint"), {"fields": ["endpoint"]}))
         return fieldsets
@@ -177,6 +199,12 @@ class EventAdmin(EventAdminPages):
             if event.is_test
             else ""
         )
+        if event.payload_erased_at is not None:
+            badge += format_html(
+                ' <span class="klarefi-test klarefi-erased" title="{}">{}</span>',
+                _("Its payload data was erased; it is never run again"),
+                _("erased"),
+            )
         return format_html(
             '<span class="klarefi-type">{}</span>{}<br>{}',
             words,
@@ -234,6 +262,26 @@ class EventAdmin(EventAdminPages):
     @admin.display(description=_("error and traceback"))
     def last_error(self, event: Event) -> SafeString:
         return _preformatted(event.error, "klarefi-error")
+
+    @admin.display(description=_("payload"))
+    def hidden_payload(self, event: Event) -> str:
+        """In place of the payload, for users without ``view_event_payload``."""
+        if event.payload_erased_at is not None:
+            return str(_("Erased: only the envelope above is kept."))
+        return str(
+            _(
+                "Hidden: it holds personal data. Showing it needs the permission "
+                '"Can view Klarefi event payloads and errors".'
+            )
+        )
+
+    @admin.display(description=_("exception"))
+    def error_class(self, event: Event) -> str:
+        """The exception's class only, for users without ``view_event_payload``: its
+        message and traceback can quote the payload."""
+        name = error_class(event.error)
+        hidden = _("(message and traceback hidden)")
+        return f"{name} {hidden}" if name else str(hidden)
 
     # Reprocessing: the action (many events) and the change page's button (one).
 

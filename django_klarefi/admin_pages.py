@@ -23,6 +23,7 @@ from django_klarefi.endpoint_admin import request_endpoint_names
 from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
 from django_klarefi.event_types import EVENT_TYPES
 from django_klarefi.models import REFERENCE_MAX_LENGTH, Event
+from django_klarefi.personal_data import ERASED_OUTCOME
 from django_klarefi.processing import Outcome, process_event
 from django_klarefi.samples import sample_event
 from django_klarefi.sending import SendingNotConfigured, send_test_event
@@ -87,6 +88,15 @@ class EventAdminPages(_ModelAdmin):
         """The custom permission ``django_klarefi.send_test_event``: the send-test page runs
         the real handlers with the production secret."""
         return self._has_permission(request, "send_test")
+
+    def has_view_payload_permission(self, request: HttpRequest) -> bool:
+        """The custom permission ``django_klarefi.view_event_payload``: payloads and
+        tracebacks hold personal data; without it a page shows the envelope only."""
+        return request.user.has_perm(f"{self.opts.app_label}.view_event_payload")
+
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        """The custom permission ``django_klarefi.erase_event`` (the erase action)."""
+        return self._has_permission(request, "erase")
 
     def _has_permission(self, request: HttpRequest, action: str) -> bool:
         opts = self.opts
@@ -247,6 +257,9 @@ def _reprocess_message(event: Event, outcome: Outcome) -> str:
         ),
         Outcome.IN_FLIGHT: _("{event} is being processed elsewhere right now; try again later."),
         Outcome.MISSING: _("{event} was deleted meanwhile."),
+        ERASED_OUTCOME: _(
+            "{event} was not reprocessed: its payload data was erased, so it is never run again."
+        ),
     }
     text = texts.get(outcome, _("Reprocessed {event}: {outcome}."))
     return str(text).format(event=event, attempts=event.attempts, outcome=outcome)

@@ -288,3 +288,23 @@ def check_task_processing(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     return errors
+
+
+# Personal data (django_klarefi.personal_data).
+
+
+@register()
+def check_payload_retention(**kwargs: Any) -> list[CheckMessage]:
+    """E020: ``KLAREFI_PAYLOAD_RETENTION``, when set, is a ``timedelta`` of zero or more."""
+    value = conf.PAYLOAD_RETENTION
+    if value is None or (isinstance(value, timedelta) and value >= timedelta(0)):
+        return []
+    return [
+        Error(
+            "KLAREFI_PAYLOAD_RETENTION must be a datetime.timedelta of zero or more, or None.",
+            hint="Such as KLAREFI_PAYLOAD_RETENTION = timedelta(days=30) (from datetime "
+            "import timedelta); timedelta(0) keeps no processed payload; None (the default) "
+            "keeps payloads until the row is pruned.",
+            id="django_klarefi.E020",
+        )
+    ]

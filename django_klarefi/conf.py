@@ -119,7 +119,8 @@ class Settings:
     def API_PERMISSION_CLASSES(self) -> Any:
         """``KLAREFI_API_PERMISSION_CLASSES``: the permission classes (or their dotted paths)
         of the DRF events API (``django_klarefi.contrib.rest_framework``), a list. Default:
-        admin users only (``IsAdminUser``)."""
+        admin users only (``IsAdminUser``). The API requires ``django_klarefi.view_event``
+        on top of these to read events."""
         return getattr(
             settings, "KLAREFI_API_PERMISSION_CLASSES", ["rest_framework.permissions.IsAdminUser"]
         )
@@ -141,6 +142,14 @@ class Settings:
         """``KLAREFI_ENCRYPTION_KEYS``: Fernet keys of the database endpoints' secrets, a
         list; the first encrypts, every one decrypts."""
         return getattr(settings, "KLAREFI_ENCRYPTION_KEYS", None)
+    # Personal data (django_klarefi.personal_data).
+
+    @property
+    def PAYLOAD_RETENTION(self) -> Any:
+        """``KLAREFI_PAYLOAD_RETENTION``: a ``timedelta``; ``klarefi_prune_events`` erases
+        the payload data and error text of processed events older than it (``timedelta(0)``:
+        at once, as the attempt succeeds). Default None: payloads are kept with the row."""
+        return getattr(settings, "KLAREFI_PAYLOAD_RETENTION", None)
 
 
 _SETTING_DOCSTRING = re.compile(r"\s*``(KLAREFI_[A-Z0-9_]+)``")

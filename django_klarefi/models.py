@@ -143,6 +143,15 @@ class Event(models.Model):
         blank=True,
         help_text=_("When the attempt that succeeded started."),
     )
+    payload_erased_at = models.DateTimeField(
+        _("payload erased at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the payload's data and the error text were erased; the payload keeps "
+            "its envelope (id, type, references). See django_klarefi.personal_data."
+        ),
+    )
 
     class Meta:
         verbose_name = _("Klarefi event")
@@ -150,6 +159,8 @@ class Event(models.Model):
         permissions = [
             ("reprocess_event", _("Can reprocess Klarefi events")),
             ("send_test_event", _("Can send signed test events to the receiver")),
+            ("view_event_payload", _("Can view Klarefi event payloads and errors")),
+            ("erase_event", _("Can erase the personal data of Klarefi events")),
         ]
         indexes = [
             # The admin's default ordering and its date drill-down.

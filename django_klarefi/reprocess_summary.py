@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from django_klarefi.models import Event
+from django_klarefi.personal_data import ERASED_OUTCOME
 from django_klarefi.processing import Outcome, events_in_pk_order, process_event
 
 __all__ = ["FAILED_LINKS", "reprocess_and_summarize"]
@@ -31,7 +32,7 @@ def reprocess_and_summarize(
 
     ``change_url(pk)`` gives an event's admin page, for the links to the failed ones.
     """
-    outcomes: Counter[Outcome] = Counter()
+    outcomes: Counter[str] = Counter()
     failed: list[Event] = []
     for event in events_in_pk_order(events.only("pk", "event_id")):
         outcome = process_event(event).outcome
@@ -46,7 +47,7 @@ def reprocess_and_summarize(
     return message, messages.SUCCESS
 
 
-def _summary(outcomes: Counter[Outcome]) -> str:
+def _summary(outcomes: Counter[str]) -> str:
     succeeded, failed = outcomes[Outcome.PROCESSED], outcomes[Outcome.FAILED]
     parts = [
         ngettext("%(count)d event succeeded", "%(count)d events succeeded", succeeded)
@@ -62,6 +63,15 @@ def _summary(outcomes: Counter[Outcome]) -> str:
             )
             % {"count": outcomes[Outcome.ALREADY_PROCESSED]}
         )
+    if outcomes[ERASED_OUTCOME]:
+        parts.append(
+            ngettext(
+                "%(count)d had its payload data erased and is never run again",
+                "%(count)d had their payload data erased and are never run again",
+                outcomes[ERASED_OUTCOME],
+            )
+            % {"count": outcomes[ERASED_OUTCOME]}
+        )
     if outcomes[Outcome.IN_FLIGHT]:
         parts.append(
             ngettext(
@@ -75,7 +85,7 @@ def _summary(outcomes: Counter[Outcome]) -> str:
 
 
 def _failed_links(
-    failed: list[Event], outcomes: Counter[Outcome], change_url: Callable[[Any], str]
+    failed: list[Event], outcomes: Counter[str], change_url: Callable[[Any], str]
 ) -> SafeString:
     if not failed:
         return SafeString("")

@@ -73,3 +73,13 @@ webhook_rejected = Signal()
 #: ``exception`` and ``retries_exhausted`` (True when Klarefi will not deliver the event
 #: again). See :func:`django_klarefi.failures.report_failure`.
 event_failed = Signal()
+# Personal data (django_klarefi.personal_data).
+
+#: Sent for each event whose payload data was erased, inside the erasure's transaction:
+#: ``sender=Event``, ``event=<Event>`` (its envelope only, ``payload_erased_at`` set),
+#: ``reason`` (``"request"``: ``klarefi_erase``, the admin action or the API;
+#: ``"retention"``: ``KLAREFI_PAYLOAD_RETENTION``) and ``actor`` (the user, or a text
+#: naming the command). Connect a receiver to erase your own tables' copy of the data; an
+#: exception stops the erasure and rolls back its batch (see docs/personal-data.md).
+event_erased = Signal()
+__all__ += ["event_erased"]

@@ -564,7 +564,9 @@ def test_reprocess_button_posts_with_csrf_and_runs_the_processing_path(client, h
 def test_reprocess_button_reports_a_failure(client, handlers):
     failed = make_event("evt_failed", status=Event.Status.FAILED, attempts=1, error="old")
     handlers.fail_with = RuntimeError("still broken")
-    client.force_login(staff_user("operator", "view_event", "reprocess_event"))
+    client.force_login(
+        staff_user("operator", "view_event", "view_event_payload", "reprocess_event")
+    )
     url = reverse("admin:django_klarefi_event_reprocess", args=[failed.pk])
     html = client.post(url, follow=True).content.decode()
     assert "failed again (attempt 2)" in html

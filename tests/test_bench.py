@@ -141,6 +141,14 @@ EXPECTED = {
         ("prune: longest transaction holding locks", 1),
         ("ingest during a prune: every answer 2xx", 1),
         ("ingest rate during the prune vs before", 1),
+        ("payload erasure (KLAREFI_PAYLOAD_RETENTION): time per 1,000 rows", 1),
+        ("payload erasure (KLAREFI_PAYLOAD_RETENTION): time linear in the rows erased", 1),
+        (
+            "payload erasure (KLAREFI_PAYLOAD_RETENTION): peak memory independent of the rows "
+            "erased",
+            1,
+        ),
+        ("payload erasure (KLAREFI_PAYLOAD_RETENTION): longest transaction holding locks", 1),
         ("klarefi_reprocess --failed: peak memory bounded", 1),
     ],
     "§3": [

@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from rest_framework.permissions import AllowAny
 from rest_framework.test import APIRequestFactory, force_authenticate
 
 from django_klarefi.contrib.rest_framework import EventSerializer, EventViewSet
@@ -50,7 +51,7 @@ def detail(event: Event, suffix: str = "detail") -> str:
 
 @pytest.fixture
 def staff_client(client):
-    client.force_login(user("staff", staff=True))
+    client.force_login(user("staff", staff=True, perms=("view_event",)))
     return client
 
 
@@ -63,6 +64,23 @@ def test_anonymous_and_non_staff_users_are_refused(client):
     assert client.get(reverse(LIST)).status_code == 403
 
 
+def test_staff_without_view_event_is_refused_list_and_detail(client):
+    # Security fix: IsAdminUser alone let every staff user read every payload.
+    event = make_event(1)
+    client.force_login(user("staff_only", staff=True))
+    for url in (reverse(LIST), detail(event)):
+        response = client.get(url)
+        assert response.status_code == 403
+        assert "view_event" in response.json()["detail"]
+        assert "evt_1" not in response.content.decode()
+
+
+def test_view_event_without_staff_is_refused_by_the_default_setting(client):
+    # The permission is required on top of KLAREFI_API_PERMISSION_CLASSES, not instead.
+    client.force_login(user("not_staff", perms=("view_event",)))
+    assert client.get(reverse(LIST)).status_code == 403
+
+
 def test_staff_can_list(staff_client):
     make_event(1)
     response = staff_client.get(reverse(LIST))
@@ -72,12 +90,30 @@ def test_staff_can_list(staff_client):
 
 def test_permission_setting_replaces_the_default(client, settings):
     settings.KLAREFI_API_PERMISSION_CLASSES = ["rest_framework.permissions.IsAuthenticated"]
-    client.force_login(user("plain"))
+    client.force_login(user("plain", perms=("view_event",)))
     assert client.get(reverse(LIST)).status_code == 200
+
+
+def test_the_setting_does_not_drop_view_event(client, settings):
+    settings.KLAREFI_API_PERMISSION_CLASSES = ["rest_framework.permissions.AllowAny"]
+    assert client.get(reverse(LIST)).status_code == 403
+    client.force_login(user("plain"))
+    assert client.get(reverse(LIST)).status_code == 403
+
+
+def test_read_permission_dropped_by_subclassing():
+    class OpenEventViewSet(EventViewSet):
+        permission_classes = [AllowAny]
+        read_permission_classes = []
+
+    make_event(1)
+    response = OpenEventViewSet.as_view({"get": "list"})(APIRequestFactory().get("/events/"))
+    assert response.status_code == 200
 
 
 def test_permission_by_subclassing(client, settings):
     settings.KLAREFI_API_PERMISSION_CLASSES = ["rest_framework.permissions.AllowAny"]
+    client.force_login(user("plain", perms=("view_event",)))
     assert client.get(reverse(LIST)).status_code == 200
     # tests/drfapp's subclass sets permission_classes = [IsAdminUser]: the setting is ignored.
     assert client.get(reverse("staff-events")).status_code == 403
@@ -86,7 +122,9 @@ def test_permission_by_subclassing(client, settings):
 # Serializer
 
 
-def test_detail_exposes_payload_and_processing_fields(staff_client):
+def test_detail_exposes_payload_and_processing_fields(client):
+    client.force_login(user("reader", staff=True, perms=("view_event", "view_event_payload")))
+    staff_client = client
     post_event(staff_client, build_event("case.completed", id="evt_real", case_id="case_7"))
     event = Event.objects.get()
     body = staff_client.get(detail(event)).json()
@@ -95,7 +133,7 @@ def test_detail_exposes_payload_and_processing_fields(staff_client):
         *("id", "event_id", "endpoint", "event_type", "case_id", "session_id", "status"),
         "error",
         *("attempts", "deliveries", "is_test", "signed_at", "received_at"),
-        *("last_received_at", "processed_at", "payload"),
+        *("last_received_at", "processed_at", "payload_erased_at", "payload"),
     }
     assert body["event_id"] == "evt_real"
     assert body["case_id"] == "case_7"
@@ -127,7 +165,8 @@ def test_cursor_pages_walk_newest_first_without_count(staff_client, django_asser
     seen = []
     with CaptureQueriesContext(connection) as queries:
         while url:
-            with django_assert_max_num_queries(3):  # session, user, page
+            # session, user, its permissions and its groups' (view_event), page
+            with django_assert_max_num_queries(5):
                 page = staff_client.get(url).json()
             assert "count" not in page
             seen += [row["event_id"] for row in page["results"]]
@@ -256,7 +295,9 @@ def test_reprocess_records_a_commit_failure_under_atomic_requests(client, handle
 
 @pytest.fixture
 def reprocess_client(client):
-    client.force_login(user("operator", staff=True, perms=("reprocess_event",)))
+    client.force_login(
+        user("operator", staff=True, perms=("reprocess_event", "view_event_payload"))
+    )
     return client
 
 

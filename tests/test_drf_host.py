@@ -107,6 +107,7 @@ def test_openapi_schema_validates_with_the_signature_security_scheme(tmp_path):
         "/api/klarefi/events/",
         "/api/klarefi/events/{id}/",
         "/api/klarefi/events/{id}/reprocess/",
+        "/api/klarefi/events/erase/",
         "/api/klarefi/webhook/",
     }
     receiver = paths["/api/klarefi/webhook/"]["post"]
@@ -137,5 +138,17 @@ def test_openapi_schema_validates_with_the_signature_security_scheme(tmp_path):
     assert reprocess["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ReprocessResult"
     }
+    erase = paths["/api/klarefi/events/erase/"]["post"]
+    assert "requestBody" not in erase
+    assert {parameter["name"] for parameter in erase["parameters"]} == {
+        "case_id",
+        "session_id",
+        "event_id",
+    }
+    assert erase["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EraseResult"
+    }
     event_fields = schema["components"]["schemas"]["Event"]["properties"]
-    assert {"payload", "is_test", "event_id", "status", "processed_at"} <= set(event_fields)
+    assert {"payload", "is_test", "event_id", "status", "processed_at", "payload_erased_at"} <= set(
+        event_fields
+    )

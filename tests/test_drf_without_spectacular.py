@@ -14,6 +14,7 @@ def test_drf_integration_works_without_drf_spectacular(tmp_path):
         """
         import json, sys, django
         django.setup()
+        from django.contrib.auth.models import User
         from django.core.management import call_command
         from django.test import Client, override_settings
         from django_klarefi.testing import post_event
@@ -24,6 +25,7 @@ def test_drf_integration_works_without_drf_spectacular(tmp_path):
             KLAREFI_API_PERMISSION_CLASSES=["rest_framework.permissions.AllowAny"],
         ):
             client = Client()
+            client.force_login(User.objects.create_superuser("reader", password="unused"))
             answers = [
                 post_event(client, "case.completed", url="/api/klarefi/webhook/").status_code,
                 post_event(client, "case.completed", url="/api/signed/").status_code,

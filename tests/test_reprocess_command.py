@@ -257,10 +257,9 @@ def test_an_event_that_still_fails_records_the_new_failure_and_exits_non_zero(ha
     assert "Traceback" in event.error
     # The handler's own write was rolled back with the failed attempt.
     assert HandlerRecord.objects.count() == 0
-    assert (
-        "failed             evt_failed  case.completed  attempt 2: ValueError: still broken"
-        in output
-    )
+    # The exception's class only: its message may quote the payload (personal data).
+    assert "failed             evt_failed  case.completed  attempt 2: ValueError\n" in output
+    assert "still broken" not in output
     assert output.splitlines()[-1] == (
         "Summary: 2 events, 0 processed, 2 failed, 0 already processed, 0 in flight."
     )

@@ -25,6 +25,7 @@ MEMORY_FLOOR_MIB = 0.25
 #: The reprocess's resident set includes Django's own ~60 MiB: a tighter ratio.
 REPROCESS_SLACK = 1.25
 HELD = "prune: longest transaction holding locks"
+ERASURE = "payload erasure (KLAREFI_PAYLOAD_RETENTION)"
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
@@ -32,10 +33,12 @@ def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     prune = data.get("prune") or {}
     slices, during = prune.get("slices"), prune.get("during_ingest")
     watched = [p for p in [*(slices or []), (during or {}).get("prune")] if p]
+    erasure = (data.get("payload_erasure") or {}).get("slices")
     return [
         *_slice_rows(slices),
         _transaction_row([p for p in watched if "prune_error" not in p]),
         *_during_rows(during),
+        *_erasure_rows(erasure),
         *_reprocess_rows(data.get("reprocess"), data.get("failed_rows_asked", 100_000)),
     ]
 
@@ -65,11 +68,48 @@ def _slice_rows(slices: list[dict[str, Any]] | None) -> list[Row]:
     ]
 
 
-def _transaction_row(watched: list[dict[str, Any]]) -> Row:
+def _erasure_rows(slices: list[dict[str, Any]] | None) -> list[Row]:
+    """The retention's erasure over a thin and a thick slice: the prune's own targets."""
+    linear = memory = None
+    shown_linear = shown_memory = per_1000 = ""
+    at = "two slices"
+    if slices:
+        thin, thick = slices
+        at = f"{thin['erased']:,} then {thick['erased']:,} rows"
+        linear = thick["ms_per_1000_rows"] / thin["ms_per_1000_rows"]
+        shown_linear = (
+            f"{thin['ms_per_1000_rows']:.0f} then {thick['ms_per_1000_rows']:.0f} ms per 1,000 "
+            f"rows ({times(linear)})"
+        )
+        memory = thick["peak_mib"] / (SLACK * thin["peak_mib"] + MEMORY_FLOOR_MIB)
+        shown_memory = f"{thin['peak_mib']:.2f} then {thick['peak_mib']:.2f} MiB"
+        per_1000 = (
+            f"{thick['ms_per_1000_rows']:.0f} ms per 1,000 rows over the thick slice "
+            f"({thick['erased']:,} rows in {seconds(thick['seconds'])}, "
+            f"{thick['batches']:,} batches of {thick['batch_size']:,})"
+        )
+    return [
+        ROWS.reported(f"{ERASURE}: time per 1,000 rows", at, per_1000 or None),
+        ROWS.at_most(
+            f"{ERASURE}: time linear in the rows erased", at, linear, SLACK,
+            f"per 1,000 rows, thick slice ≤ {SLACK}x thin", shown_linear,
+        ),
+        ROWS.at_most(
+            f"{ERASURE}: peak memory independent of the rows erased", at, memory, 1.0,
+            f"thick slice ≤ {SLACK}x thin + {MEMORY_FLOOR_MIB * 1024:.0f} KiB", shown_memory,
+        ),
+        _transaction_row(slices or [], what=f"{ERASURE}: longest transaction holding locks",
+                         where="every erasure"),
+    ]  # fmt: skip
+
+
+def _transaction_row(
+    watched: list[dict[str, Any]], what: str = HELD, where: str = "every prune"
+) -> Row:
     """The longest transaction that wrote (held row locks), against the longest batch."""
     target = "no longer than one batch"
     if not watched or any(p["sampler_error"] for p in watched):
-        return ROWS.check(HELD, "every prune", None, target)
+        return ROWS.check(what, where, None, target)
     held = max(p["longest_writing_transaction_seconds"] for p in watched)
     batch = max(p["longest_batch_seconds"] or p["seconds"] for p in watched)
     passed = all(
@@ -84,7 +124,7 @@ def _transaction_row(watched: list[dict[str, Any]]) -> Row:
         f"{seconds(watched[0]['interval_seconds'])}; longest of any kind: "
         f"{seconds(max(p['longest_transaction_seconds'] for p in watched))})"
     )
-    return ROWS.check(HELD, "every prune", passed, target, shown)
+    return ROWS.check(what, where, passed, target, shown)
 
 
 def _during_rows(during: dict[str, Any] | None) -> list[Row]:

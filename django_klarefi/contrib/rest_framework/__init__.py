@@ -32,8 +32,10 @@ if TYPE_CHECKING:
         KlarefiSignatureAuthentication,
     )
     from django_klarefi.contrib.rest_framework.permissions import (
+        HasErasePermission,
         HasKlarefiSignature,
         HasReprocessPermission,
+        HasViewEventPermission,
     )
     from django_klarefi.contrib.rest_framework.receiver import KlarefiWebhookAPIView
     from django_klarefi.contrib.rest_framework.serializers import EventSerializer
@@ -42,8 +44,10 @@ if TYPE_CHECKING:
 __all__ = [
     "EventSerializer",
     "EventViewSet",
+    "HasErasePermission",
     "HasKlarefiSignature",
     "HasReprocessPermission",
+    "HasViewEventPermission",
     "KlarefiSignatureAuthentication",
     "KlarefiWebhookAPIView",
 ]
@@ -51,8 +55,10 @@ __all__ = [
 _MODULES = {
     "EventSerializer": "serializers",
     "EventViewSet": "viewsets",
+    "HasErasePermission": "permissions",
     "HasKlarefiSignature": "permissions",
     "HasReprocessPermission": "permissions",
+    "HasViewEventPermission": "permissions",
     "KlarefiSignatureAuthentication": "authentication",
     "KlarefiWebhookAPIView": "receiver",
 }

@@ -8,7 +8,12 @@ from rest_framework.views import APIView
 
 from django_klarefi.signature import VerifiedWebhook
 
-__all__ = ["HasKlarefiSignature", "HasReprocessPermission"]
+__all__ = [
+    "HasErasePermission",
+    "HasKlarefiSignature",
+    "HasReprocessPermission",
+    "HasViewEventPermission",
+]
 
 
 class HasKlarefiSignature(BasePermission):
@@ -33,6 +38,31 @@ class HasReprocessPermission(BasePermission):
     #: The permission, as ``user.has_perm`` takes it.
     permission = "django_klarefi.reprocess_event"
     message = "Reprocessing needs the django_klarefi.reprocess_event permission."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return bool(request.user and request.user.has_perm(self.permission))
+
+
+class HasViewEventPermission(BasePermission):
+    """Allow users with the ``django_klarefi.view_event`` permission, as the admin does:
+    the events API's reads require it on top of ``KLAREFI_API_PERMISSION_CLASSES``
+    (``IsAdminUser`` alone lets every staff user read every payload)."""
+
+    #: The permission, as ``user.has_perm`` takes it.
+    permission = "django_klarefi.view_event"
+    message = "Reading events needs the django_klarefi.view_event permission."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return bool(request.user and request.user.has_perm(self.permission))
+
+
+class HasErasePermission(BasePermission):
+    """Allow users with the ``django_klarefi.erase_event`` permission: the erase action
+    requires it on top of ``KLAREFI_API_PERMISSION_CLASSES``."""
+
+    #: The permission, as ``user.has_perm`` takes it.
+    permission = "django_klarefi.erase_event"
+    message = "Erasing needs the django_klarefi.erase_event permission."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return bool(request.user and request.user.has_perm(self.permission))

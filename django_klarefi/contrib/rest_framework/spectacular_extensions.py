@@ -22,7 +22,11 @@ from rest_framework import serializers
 
 from django_klarefi.contrib.rest_framework.authentication import KlarefiSignatureAuthentication
 from django_klarefi.contrib.rest_framework.permissions import HasKlarefiSignature
-from django_klarefi.contrib.rest_framework.serializers import ReprocessResultSerializer
+from django_klarefi.contrib.rest_framework.serializers import (
+    EraseQuerySerializer,
+    EraseResultSerializer,
+    ReprocessResultSerializer,
+)
 from django_klarefi.signature import SIGNATURE_HEADER
 
 __all__ = [
@@ -99,7 +103,8 @@ class KlarefiWebhookAPIViewSchema(OpenApiViewExtension):
 
 
 class EventViewSetSchema(OpenApiViewExtension):
-    """The reprocess action: no request body, ``?force=``, and its answer."""
+    """The reprocess and erase actions: no request body, their query parameters, and
+    their answers."""
 
     target_class = f"{PACKAGE}.viewsets.EventViewSet"
 
@@ -123,6 +128,21 @@ class EventViewSetSchema(OpenApiViewExtension):
             },
         )
 
+        erase = extend_schema(
+            summary="Erase the personal data of matching events",
+            description=(
+                "Needs the django_klarefi.erase_event permission. Erases the payload data "
+                "and error text of every event matching the filters (at least one), in any "
+                "status; each keeps its row and envelope and is never run again."
+            ),
+            request=None,
+            parameters=[EraseQuerySerializer],
+            responses={
+                200: EraseResultSerializer,
+                400: OpenApiResponse(description="No filter, or an invalid one."),
+            },
+        )
+
         class Fixed(self.target_class):  # type: ignore[name-defined,misc]
             pass
 
@@ -136,5 +156,6 @@ class EventViewSetSchema(OpenApiViewExtension):
                 description="The stored payload and the processing bookkeeping.",
             ),
             reprocess=reprocess,
+            erase=erase,
         )(Fixed)
         return decorated

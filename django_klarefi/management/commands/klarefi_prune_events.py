@@ -3,6 +3,10 @@
 Each batch is one short transaction that deletes at most ``--batch-size`` rows chosen by a
 ``LIMIT`` subquery, so no ids are loaded into memory, locks are held briefly, and the
 command can be interrupted at any point, keeping what it deleted so far.
+
+With ``KLAREFI_PAYLOAD_RETENTION`` set, it then erases the payload data and error text of
+the processed events received longer ago than that, in batches of one short transaction
+each too (:func:`django_klarefi.personal_data.erase_events`); their rows stay.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from django_klarefi.conf import MIN_EVENT_RETENTION, SHORT_RETENTION_REASON, con
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument, parse_duration
 from django_klarefi.endpoint_settings import endpoint_name_argument
 from django_klarefi.models import Event
+from django_klarefi.payload_retention import erase_expired_payloads
 from django_klarefi.progress import add_quiet_argument, for_command
 
 Status = Event.Status
@@ -33,7 +38,8 @@ class Command(BaseCommand):
         "Delete Klarefi events received longer ago than --older-than (default: the "
         "KLAREFI_EVENT_RETENTION setting). Only processed events by default; failed and "
         "pending ones are kept unless chosen with --status. Deletes in batches, each in its "
-        "own transaction."
+        "own transaction. With KLAREFI_PAYLOAD_RETENTION set, then erases the payload data "
+        "and error text of processed events received longer ago than that (their rows stay)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -71,6 +77,14 @@ class Command(BaseCommand):
         add_quiet_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        payload_retention = conf.PAYLOAD_RETENTION
+        deletes = options["older_than"] is not None or conf.EVENT_RETENTION is not None
+        if deletes or payload_retention is None:
+            self._prune(options)  # with no retention at all, its error says what to set
+        if payload_retention is not None:
+            erase_expired_payloads(self, payload_retention, options)
+
+    def _prune(self, options: dict[str, Any]) -> None:
         before = _cutoff(options["older_than"])
         statuses = [status for status in Status.values if status in options["statuses"]]
         batch_size: int = options["batch_size"]

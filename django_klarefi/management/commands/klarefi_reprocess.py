@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django_klarefi.durations import InvalidDuration, cutoff, duration_argument
 from django_klarefi.endpoint_settings import endpoint_name_argument
 from django_klarefi.models import Event
+from django_klarefi.personal_data import ERASED_OUTCOME, error_class
 from django_klarefi.processing import Outcome, Result, events_in_pk_order, process_event
 from django_klarefi.progress import Progress, add_quiet_argument, for_command
 
@@ -30,12 +32,16 @@ Status = Event.Status
 COLUMNS = ("pk", "event_id", "event_type", "status", "received_at")
 
 #: The summary's words for each outcome, in the summary's order.
-SUMMARY = {
+SUMMARY: dict[str, str] = {
     Outcome.PROCESSED: "processed",
     Outcome.FAILED: "failed",
     Outcome.ALREADY_PROCESSED: "already processed",
     Outcome.IN_FLIGHT: "in flight",
+    ERASED_OUTCOME: "erased",
 }
+
+#: Why an erased event is not run.
+ERASED_DETAIL = "its payload data was erased; it is never run again"
 
 
 #: The options that select events; at least one is required.
@@ -123,7 +129,16 @@ class Command(BaseCommand):
         for event_id in missing:
             self.stdout.write(self.style.ERROR(f"not found          {event_id}"))
 
-        outcomes: Counter[Outcome] = Counter()
+        outcomes: Counter[str] = Counter()
+        # Erased events are never run again: left out, and listed or counted as skipped.
+        erased = selection.filter(payload_erased_at__isnull=False)
+        if list_skipped:
+            for event in events_in_pk_order(erased.only(*COLUMNS)):
+                outcomes[ERASED_OUTCOME] += 1
+                self._line(ERASED_OUTCOME, event, ERASED_DETAIL)
+        else:
+            outcomes[ERASED_OUTCOME] = erased.count()
+        selection = selection.filter(payload_erased_at__isnull=True)
         if not force:
             skipped = selection.filter(status=Status.PROCESSED)
             if list_skipped:
@@ -155,11 +170,20 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Dry run: {_events(would_run)} would run; "
                 f"{outcomes[Outcome.ALREADY_PROCESSED]} already processed (skipped)"
+                + (
+                    f"; {outcomes[ERASED_OUTCOME]} erased (skipped)"
+                    if outcomes[ERASED_OUTCOME]
+                    else ""
+                )
                 + (f"; {len(missing)} not found" if missing else "")
                 + ". Nothing was changed."
             )
         else:
-            counts = ", ".join(f"{outcomes[outcome]} {words}" for outcome, words in SUMMARY.items())
+            counts = ", ".join(
+                f"{outcomes[outcome]} {words}"
+                for outcome, words in SUMMARY.items()
+                if outcome != ERASED_OUTCOME or outcomes[outcome]  # erased: only when any
+            )
             self.stdout.write(
                 f"Summary: {_events(sum(outcomes.values()))}, {counts}"
                 + (f", {len(missing)} not found" if missing else "")
@@ -206,12 +230,13 @@ class Command(BaseCommand):
         return events
 
     def _line(
-        self, outcome: Outcome, event: Event, detail: str, progress: Progress | None = None
+        self, outcome: str, event: Event, detail: str, progress: Progress | None = None
     ) -> None:
-        style = {
+        styles: dict[str, Callable[[str], str]] = {
             Outcome.PROCESSED: self.style.SUCCESS,
             Outcome.FAILED: self.style.ERROR,
-        }.get(outcome, self.style.WARNING)
+        }
+        style = styles.get(outcome, self.style.WARNING)
         line = style(
             f"{SUMMARY.get(outcome, str(outcome)):<18} {event.event_id}  {event.event_type}"
         ) + (f"  {detail}" if detail else "")
@@ -226,13 +251,15 @@ def _detail(result: Result) -> str:
     if outcome == Outcome.PROCESSED and result.attempt is not None:
         return f"attempt {result.attempt}"
     if outcome == Outcome.FAILED and result.attempt is not None:
-        # The exception line of the recorded traceback; the admin shows the whole of it.
-        last_line = next((line for line in reversed(result.error.splitlines()) if line.strip()), "")
-        return f"attempt {result.attempt}: {last_line}"
+        # The exception's class only: its message can quote the payload (personal data).
+        # The admin shows the whole traceback to users allowed to see it.
+        return f"attempt {result.attempt}: {error_class(result.error) or 'see the admin'}"
     if outcome == Outcome.ALREADY_PROCESSED:
         return "processed meanwhile; skipped"
     if outcome == Outcome.IN_FLIGHT:
         return "being processed elsewhere; left alone"
+    if outcome == ERASED_OUTCOME:
+        return ERASED_DETAIL
     return ""
 
 
