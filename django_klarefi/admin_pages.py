@@ -255,10 +255,14 @@ def _reprocess_message(event: Event, outcome: Outcome) -> str:
         Outcome.FAILED: _(
             "Reprocessed {event}: failed again (attempt {attempts}); see the error below."
         ),
-        Outcome.IN_FLIGHT: _("{event} is being processed elsewhere right now; try again later."),
-        Outcome.MISSING: _("{event} was deleted meanwhile."),
+        # Not starting with {event}: the admin shows a message with its first letter
+        # capitalised, and an event type is lower case.
+        Outcome.IN_FLIGHT: _(
+            "Not reprocessed: {event} is being processed elsewhere right now; try again later."
+        ),
+        Outcome.MISSING: _("Not reprocessed: {event} was deleted meanwhile."),
         ERASED_OUTCOME: _(
-            "{event} was not reprocessed: its payload data was erased, so it is never run again."
+            "Not reprocessed: the payload data of {event} was erased, so it is never run again."
         ),
     }
     text = texts.get(outcome, _("Reprocessed {event}: {outcome}."))

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
@@ -24,12 +24,14 @@ from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from django_klarefi import metrics
+from django_klarefi.conf import conf
 from django_klarefi.failures import report_recorded_failure
 from django_klarefi.locks import Lock, begin_attempt, lock_event
 from django_klarefi.log_fields import endpoint_of, event_extra, log_extra
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import event_fields
+from django_klarefi.personal_data import erased_values
 from django_klarefi.records import (
     AttemptRecord,
     error_text,
@@ -73,6 +75,10 @@ class FirstDelivery:
     def event_id(self) -> str:
         return str(self.fields["event_id"])
 
+    @property
+    def endpoint(self) -> str:
+        return str(self.fields["endpoint"])
+
     def new_event(self) -> Event:
         """The unsaved row, before any attempt: pending, one delivery."""
         at = self.delivered_at
@@ -82,7 +88,7 @@ class FirstDelivery:
         """:meth:`new_event` built again from the body, for a failure record: nothing a
         receiver did to its object, or to the payload it shares, is stored."""
         fields = event_fields(parse_payload(self.raw_body), self.raw_body, self.signed_at)
-        return replace(self, fields=fields).new_event()
+        return replace(self, fields={**fields, "endpoint": self.endpoint}).new_event()
 
 
 @dataclass(frozen=True)
@@ -90,9 +96,11 @@ class StoredEvent:
     """Lock a stored event and run its handlers (or queue them, with ``enqueue``).
 
     ``delivered_at``: the time of a redelivery to count on it. ``force``: run a processed
-    event again (a reprocess; never for a delivery).
+    event again (a reprocess; never for a delivery). An event whose personal data was
+    erased is never run again, forced or not: ``ERASED``.
     """
 
+    endpoint: str
     event_id: str
     delivered_at: datetime | None = None
     force: bool = False
@@ -205,23 +213,28 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
             delivered=True,
             inserted=True,
             token=token,
+            erasure=_erasure(event.payload, started_at),
         )
         return _Opened(_as_recorded(event, record), record, stored=None)
 
     begin_attempt(using, token)
-    row = lock_event(using, start.event_id)
+    row = lock_event(using, start.endpoint, start.event_id)
     if row is Lock.MISSING:
         return Result(Outcome.MISSING, start.event_id)
     if row is Lock.BUSY:
         return Result(Outcome.IN_FLIGHT, start.event_id)
     delivered_at = start.delivered_at
     deliveries = row.deliveries + 1 if delivered_at is not None else row.deliveries
-    if (row.status == Status.PROCESSED and not start.force) or start.enqueue is not None:
+    erased = row.payload_erased_at is not None
+    done = erased or (row.status == Status.PROCESSED and not start.force)
+    if done or start.enqueue is not None:
         if delivered_at is not None:
             Event.objects.using(using).filter(pk=row.pk).update(
                 deliveries=deliveries, last_received_at=delivered_at
             )
-        if row.status == Status.PROCESSED and not start.force:
+        if erased:
+            return Result(Outcome.ERASED, start.event_id)
+        if done:
             return Result(Outcome.ALREADY_PROCESSED, start.event_id)
         enqueue = start.enqueue
         transaction.on_commit(lambda: enqueue_event(enqueue, row), using=using)
@@ -238,8 +251,18 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
         delivered=delivered_at is not None,
         inserted=False,
         token=token,
+        erasure=_erasure(row.payload, started_at),
     )
     return _Opened(_as_recorded(_detached(row), record), record, stored=row)
+
+
+def _erasure(payload: Any, now: datetime) -> dict[str, Any]:
+    """What a success also writes under ``KLAREFI_PAYLOAD_RETENTION = timedelta(0)``: the
+    payload's data erased in the same UPDATE, from the payload as stored, before any
+    receiver could change it."""
+    if timedelta(0) != conf.PAYLOAD_RETENTION:
+        return {}
+    return erased_values(payload, now)
 
 
 def _as_recorded(event: Event, record: AttemptRecord) -> Event:

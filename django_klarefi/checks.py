@@ -156,6 +156,8 @@ def _positive_number(value: object) -> bool:
 
 def _positive_timedelta(value: object) -> bool:
     return isinstance(value, timedelta) and value > timedelta(0)
+
+
 def _an_endpoint_uses_tasks() -> bool:
     # KLAREFI_ENDPOINTS = {"eu": {"PROCESSING": "task"}}; database endpoints are not read.
     entries = conf.ENDPOINTS

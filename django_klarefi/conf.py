@@ -130,6 +130,7 @@ class Settings:
         """``KLAREFI_METRICS``: False turns the Prometheus metrics off. Default None: on when
         ``prometheus_client`` is installed (``django-klarefi[prometheus]``)."""
         return getattr(settings, "KLAREFI_METRICS", None)
+
     # Named endpoints (django_klarefi.endpoints).
 
     @property
@@ -142,6 +143,7 @@ class Settings:
         """``KLAREFI_ENCRYPTION_KEYS``: Fernet keys of the database endpoints' secrets, a
         list; the first encrypts, every one decrypts."""
         return getattr(settings, "KLAREFI_ENCRYPTION_KEYS", None)
+
     # Personal data (django_klarefi.personal_data).
 
     @property

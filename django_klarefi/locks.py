@@ -46,8 +46,8 @@ class Lock(enum.Enum):
     BUSY = "busy"
 
 
-def lock_event(using: str, event_id: str) -> Event | Lock:
-    """The event's row, locked for this transaction, or why there is none.
+def lock_event(using: str, endpoint: str, event_id: str) -> Event | Lock:
+    """The endpoint's event's row, locked for this transaction, or why there is none.
 
     On PostgreSQL (and other databases with ``SELECT ... FOR UPDATE NOWAIT``) a row that
     another transaction has locked gives ``Lock.BUSY`` at once. The lock is ``FOR NO KEY
@@ -55,7 +55,7 @@ def lock_event(using: str, event_id: str) -> Event | Lock:
     that inserting rows with a foreign key to the event take.
     """
     connection = connections[using]
-    events = Event.objects.using(using).filter(event_id=event_id)
+    events = Event.objects.using(using).filter(event_id=event_id, endpoint=endpoint)
     if connection.features.has_select_for_update_nowait:
         no_key = connection.features.has_select_for_no_key_update
         try:

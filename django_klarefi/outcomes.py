@@ -25,6 +25,9 @@ class Outcome(enum.StrEnum):
     IN_FLIGHT = "in_flight"
     #: The event's row no longer exists (deleted meanwhile); nothing ran.
     MISSING = "missing"
+    #: The event's personal data was erased: it is never run again (a redelivery is
+    #: counted, and answered 200).
+    ERASED = "erased"
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from django_klarefi.attempts import (
     run_attempt,
     send_event_signals,
 )
+from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
 from django_klarefi.log_fields import log_extra
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
@@ -89,8 +90,11 @@ def receive_event(
     raw_body: bytes,
     signed_at: int,
     enqueue: Enqueue | None = None,
+    endpoint: str = DEFAULT_ENDPOINT,
 ) -> Result:
-    """Store one verified delivery and process it now, or queue it with ``enqueue``.
+    """Store one verified delivery to ``endpoint`` and process it now, or queue it with
+    ``enqueue``. An event is one per endpoint: the same id delivered to two endpoints is
+    two events.
 
     A new event costs one transaction: the INSERT (on PostgreSQL in one statement with a
     claim on the event id, see :func:`django_klarefi.storing.insert_or_count`), the
@@ -100,9 +104,8 @@ def receive_event(
     that cannot be stored, and ``DatabaseError`` when the database cannot be reached:
     nothing is written.
     """
-    first = FirstDelivery(
-        event_fields(payload, raw_body, signed_at), raw_body, signed_at, timezone.now()
-    )
+    fields = {**event_fields(payload, raw_body, signed_at), "endpoint": endpoint}
+    first = FirstDelivery(fields, raw_body, signed_at, timezone.now())
     using = router.db_for_write(Event)
     conflict: IntegrityError | None = None
     for _ in range(_STORE_TRIES):
@@ -118,11 +121,13 @@ def receive_event(
         conflict = found.error if isinstance(found, Conflict) else None
         # LOCKED, or a row committed after the look: it may be processed; count on it.
         counted = found is not Found.STORED and count_processed_redelivery(
-            first.event_id, using, first.delivered_at
+            using, endpoint, first.event_id, first.delivered_at
         )
         if counted:
             return Result(Outcome.ALREADY_PROCESSED, first.event_id)
-        stored = StoredEvent(first.event_id, delivered_at=first.delivered_at, enqueue=enqueue)
+        stored = StoredEvent(
+            endpoint, first.event_id, delivered_at=first.delivered_at, enqueue=enqueue
+        )
         result = run_attempt(using, stored)
         assert isinstance(result, Result)
         if result.outcome is not Outcome.MISSING:
@@ -143,9 +148,10 @@ def process_event(event: Event, *, force: bool = False) -> Result:
     ``SELECT ... FOR UPDATE NOWAIT``), an event whose handlers are already running
     elsewhere returns ``IN_FLIGHT`` at once; on SQLite, attempts queue on the database's
     write lock. A processed event is left alone unless ``force`` is true. An event deleted
-    meanwhile returns ``MISSING``.
+    meanwhile returns ``MISSING``; one whose personal data was erased, ``ERASED``.
     """
-    result = run_attempt(router.db_for_write(Event), StoredEvent(event.event_id, force=force))
+    stored = StoredEvent(event.endpoint, event.event_id, force=force)
+    result = run_attempt(router.db_for_write(Event), stored)
     assert isinstance(result, Result)
     return result
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django_klarefi.locks import Lock, in_attempt, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import Outcome, Result
+from django_klarefi.personal_data import error_class
 from django_klarefi.storing import claim, insert_row
 
 __all__ = [
@@ -69,6 +70,10 @@ class AttemptRecord:
     inserted: bool
     #: The token that sets this attempt's transaction apart (locks.begin_attempt).
     token: str
+    #: The columns a success also writes to erase the payload's data
+    #: (``KLAREFI_PAYLOAD_RETENTION = timedelta(0)``), decided before the receivers run
+    #: (:func:`django_klarefi.personal_data.erased_values`); empty otherwise.
+    erasure: dict[str, Any] = field(default_factory=dict)
 
     def success_values(self) -> dict[str, Any]:
         return {
@@ -98,11 +103,13 @@ def write_success(using: str, record: AttemptRecord) -> None:
     """Record a successful attempt on its row, in the attempt's transaction, with the
     record's values; ``EventChanged`` if the row is gone or has another event id."""
     assert record.pk is not None
-    rows = Event.objects.using(using).filter(pk=record.pk, event_id=record.event_id)
+    rows = Event.objects.using(using).filter(
+        pk=record.pk, event_id=record.event_id, endpoint=record.endpoint
+    )
     same_transaction = in_attempt(using, record.token)
     if same_transaction is not None:
         rows = rows.filter(same_transaction)
-    updated = rows.update(**record.success_values())
+    updated = rows.update(**{**record.success_values(), **record.erasure})
     if updated != 1:
         raise EventChanged(record.event_id)
 
@@ -127,7 +134,7 @@ def write_failure(using: str, record: AttemptRecord, new_row: Event | None, erro
     """
     for _ in range(2):
         with transaction.atomic(using=using):
-            row = lock_event(using, record.event_id)
+            row = lock_event(using, record.endpoint, record.event_id)
             if row is Lock.BUSY:
                 _leave_to_other(record.event_id, "another attempt at it is running")
                 return Result(Outcome.FAILED, record.event_id)
@@ -137,7 +144,7 @@ def write_failure(using: str, record: AttemptRecord, new_row: Event | None, erro
             return Result(Outcome.MISSING, record.event_id)
         if _insert_failed(using, record, new_row, error):
             return Result(Outcome.FAILED, record.event_id, record.attempt, error)
-        if not _claim_free(using, record.event_id):
+        if not _claim_free(using, record.endpoint, record.event_id):
             return Result(Outcome.FAILED, record.event_id)
         # Stored meanwhile by a concurrent delivery: count this attempt on that row.
     return Result(Outcome.FAILED, record.event_id)
@@ -168,7 +175,9 @@ def _fail_stored_row(using: str, record: AttemptRecord, row: Event, error: str) 
         values["deliveries"] = row.deliveries + 1
         values["last_received_at"] = record.last_received_at
     if row.status != Status.PROCESSED or row.attempts < record.attempt:
-        values.update(status=Status.FAILED, error=error)
+        # An event erased meanwhile keeps no traceback (it may quote the data): its class.
+        kept = error_class(error) if row.payload_erased_at is not None else error
+        values.update(status=Status.FAILED, error=kept)
     Event.objects.using(using).filter(pk=row.pk).update(**values)
     return Result(Outcome.FAILED, record.event_id, row.attempts + 1, error)
 
@@ -181,7 +190,7 @@ def _insert_failed(using: str, record: AttemptRecord, new_row: Event, error: str
     new_row.processed_at = None
     try:
         with transaction.atomic(using=using):
-            if not claim(using, record.event_id):
+            if not claim(using, record.endpoint, record.event_id):
                 return False
             insert_row(using, new_row)
     except IntegrityError:
@@ -189,11 +198,11 @@ def _insert_failed(using: str, record: AttemptRecord, new_row: Event, error: str
     return True
 
 
-def _claim_free(using: str, event_id: str) -> bool:
+def _claim_free(using: str, endpoint: str, event_id: str) -> bool:
     """Whether no other delivery holds the event id's claim (PostgreSQL); it then has
     inserted the row, uncommitted, and records its own outcome."""
     with transaction.atomic(using=using):
-        if claim(using, event_id):
+        if claim(using, endpoint, event_id):
             return True
     _leave_to_other(event_id, "another delivery of it is being processed")
     return False

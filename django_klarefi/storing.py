@@ -20,6 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import signals
 from django.db.models.sql import InsertQuery
 
+from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
 from django_klarefi.locks import attempt_settings_sql
 from django_klarefi.models import Event
 
@@ -28,6 +29,7 @@ __all__ = [
     "Found",
     "SaveSignalFailed",
     "claim",
+    "claim_key",
     "count_processed_redelivery",
     "insert_or_count",
     "insert_row",
@@ -123,20 +125,28 @@ def needs_transaction() -> bool:
     return signals.pre_save.has_listeners(Event) or signals.post_save.has_listeners(Event)
 
 
-def claim(using: str, event_id: str) -> bool:
-    """On PostgreSQL, claim ``event_id`` for this transaction; False when another holds it.
-    Elsewhere always True (SQLite writes one transaction at a time)."""
+def claim(using: str, endpoint: str, event_id: str) -> bool:
+    """On PostgreSQL, claim the endpoint's ``event_id`` for this transaction; False when
+    another holds it. Elsewhere always True (SQLite writes one transaction at a time)."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return True
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [ADVISORY_LOCK_CLASS, event_id]
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+            [ADVISORY_LOCK_CLASS, claim_key(endpoint, event_id)],
         )
         return bool(cursor.fetchone()[0])
 
 
-def count_processed_redelivery(event_id: str, using: str, now: datetime) -> bool:
+def claim_key(endpoint: str, event_id: str) -> str:
+    """What a claim hashes: the event id, after the endpoint's name unless it is the
+    default one (so that the default endpoint's claims are those of the release before
+    endpoints, which may still serve during a deploy). Names are slugs, with no colon."""
+    return event_id if endpoint == DEFAULT_ENDPOINT else f"{endpoint}:{event_id}"
+
+
+def count_processed_redelivery(using: str, endpoint: str, event_id: str, now: datetime) -> bool:
     """Count a redelivery of a processed event with one UPDATE; whether there was one.
 
     A first attempt's row is not committed as processed, so the WHERE clause does not
@@ -145,15 +155,16 @@ def count_processed_redelivery(event_id: str, using: str, now: datetime) -> bool
     for the write lock, as every write does.
     """
     connection = connections[using]
-    table, pk, event_id_column, status, deliveries, received = quoted_columns(
-        connection, "id", "event_id", "status", "deliveries", "last_received_at"
+    table, pk, event_id_column, endpoint_column, status, deliveries, received = quoted_columns(
+        connection, "id", "event_id", "endpoint", "status", "deliveries", "last_received_at"
     )
-    match = f"{event_id_column} = %s AND {status} = %s"
+    match = f"{event_id_column} = %s AND {endpoint_column} = %s AND {status} = %s"
     if connection.vendor == "postgresql":
         match = f"{pk} = (SELECT {pk} FROM {table} WHERE {match} FOR NO KEY UPDATE SKIP LOCKED)"  # noqa: S608
     sql = f"UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s WHERE {match}"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_db_value(connection, now), event_id, Status.PROCESSED.value])
+        params = [_db_value(connection, now), event_id, endpoint, Status.PROCESSED.value]
+        cursor.execute(sql, params)
         return bool(cursor.rowcount)
 
 
@@ -165,22 +176,22 @@ def _count_or_find(connection: BaseDatabaseWrapper, event: Event) -> Found:
     returning = connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert
     if not returning:  # SQLite before 3.35, and other databases
         counted = count_processed_redelivery(
-            event.event_id, connection.alias, event.last_received_at
+            connection.alias, event.endpoint, event.event_id, event.last_received_at
         )
         return Found.COUNTED if counted else Found.INSERTED
-    table, event_id, status, deliveries, received = quoted_columns(
-        connection, "event_id", "status", "deliveries", "last_received_at"
+    table, event_id, endpoint, status, deliveries, received = quoted_columns(
+        connection, "event_id", "endpoint", "status", "deliveries", "last_received_at"
     )
     processed = f"{status} = %s"
     sql = (
         f"UPDATE {table} SET {deliveries} = {deliveries} + (CASE WHEN {processed} THEN 1 "  # noqa: S608
         f"ELSE 0 END), {received} = (CASE WHEN {processed} THEN %s ELSE {received} END) "
-        f"WHERE {event_id} = %s RETURNING {status}"
+        f"WHERE {event_id} = %s AND {endpoint} = %s RETURNING {status}"
     )
     received_at = _db_value(connection, event.last_received_at)
     value = Status.PROCESSED.value
     with connection.cursor() as cursor:
-        cursor.execute(sql, [value, value, received_at, event.event_id])
+        cursor.execute(sql, [value, value, received_at, event.event_id, event.endpoint])
         row = cursor.fetchone()
     if row is None:
         return Found.INSERTED
@@ -208,7 +219,8 @@ def insert_row(using: str, event: Event) -> None:
         # Django reads the new row's id from the INSERT's RETURNING: no row, no id. Django
         # 5.2 then raises a TypeError from deep inside; say what happened, unless it was
         # not that.
-        if Event.objects.using(using).filter(event_id=event.event_id).exists():
+        stored = Event.objects.using(using).filter(endpoint=event.endpoint, event_id=event.event_id)
+        if stored.exists():
             raise
         raise _discarded(event) from exc
     if not rows or rows[0] is None or rows[0][0] is None:  # Django 6.x: no row, no id
@@ -284,21 +296,23 @@ def _look_sql(
 ) -> tuple[str, list[Any]]:
     """The ``WITH`` part of PostgreSQL's statement: ``claim`` (claimed, and the stored
     row's status or NULL) and ``counted`` (the id of a processed row it counted)."""
-    table, pk, event_id, status, deliveries, received = quoted_columns(
-        connection, "id", "event_id", "status", "deliveries", "last_received_at"
+    table, pk, event_id, endpoint, status, deliveries, received = quoted_columns(
+        connection, "id", "event_id", "endpoint", "status", "deliveries", "last_received_at"
     )
     # An attempt's transaction: set it apart, and bound its idle time (locks.py).
     bound, bound_params = ("", []) if attempt is None else attempt_settings_sql(attempt)
     sql = (
         "WITH claim AS (SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS claimed, "  # noqa: S608
-        f"(SELECT {status} FROM {table} WHERE {event_id} = %s) AS stored{bound}), "
+        f"(SELECT {status} FROM {table} WHERE {event_id} = %s AND {endpoint} = %s) "
+        f"AS stored{bound}), "
         f"counted AS (UPDATE {table} SET {deliveries} = {deliveries} + 1, {received} = %s "
-        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id} = %s AND {status} = %s "
-        f"FOR NO KEY UPDATE SKIP LOCKED) RETURNING {pk})"
+        f"WHERE {pk} = (SELECT {pk} FROM {table} WHERE {event_id} = %s AND {endpoint} = %s "
+        f"AND {status} = %s FOR NO KEY UPDATE SKIP LOCKED) RETURNING {pk})"
     )
-    key, received_at = event.event_id, _db_value(connection, event.last_received_at)
-    params = [ADVISORY_LOCK_CLASS, key, key, *bound_params]
-    return sql, [*params, received_at, key, Status.PROCESSED.value]
+    key, name = event.event_id, event.endpoint
+    received_at = _db_value(connection, event.last_received_at)
+    params = [ADVISORY_LOCK_CLASS, claim_key(name, key), key, name, *bound_params]
+    return sql, [*params, received_at, key, name, Status.PROCESSED.value]
 
 
 def _found(claimed: bool, stored: str | None, counted: int | None) -> Found:

@@ -52,6 +52,7 @@ _View = TypeVar("_View", bound=Callable[..., Any])
 OUTCOME_STATUS: dict[Outcome, int] = {
     Outcome.PROCESSED: 200,
     Outcome.ALREADY_PROCESSED: 200,
+    Outcome.ERASED: 200,
     Outcome.QUEUED: 200,
     Outcome.FAILED: 500,
     Outcome.IN_FLIGHT: 409,

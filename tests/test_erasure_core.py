@@ -98,7 +98,7 @@ def test_admin_reprocess_button_refuses_it_with_a_clear_message(client, handlers
     url = reverse("admin:django_klarefi_event_reprocess", args=[event.pk])
     html = client.post(url, follow=True).content.decode()
     assert (
-        "case.completed evt_core_1 was not reprocessed: its payload data was erased, so it is "
+        "Not reprocessed: the payload data of case.completed evt_core_1 was erased, so it is "
         "never run again." in html
     )
     assert handlers.calls == []
