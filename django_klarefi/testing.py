@@ -85,7 +85,13 @@ def signature_header(
     configured ``KLAREFI_WEBHOOK_SECRET``, at ``timestamp`` or now."""
     signing_secret = secret if secret is not None else conf.SIGNING_SECRET
     if signing_secret is None:
-        raise ImproperlyConfigured("Set KLAREFI_WEBHOOK_SECRET, or pass secret=.")
+        raise ImproperlyConfigured(
+            "No KLAREFI_WEBHOOK_SECRET to sign the test event with. Set one in the settings "
+            'your tests use, for example KLAREFI_WEBHOOK_SECRET = "whsec_test" in a test '
+            "settings module, settings.KLAREFI_WEBHOOK_SECRET = ... with pytest-django's "
+            "settings fixture, or @override_settings(KLAREFI_WEBHOOK_SECRET=...); or pass "
+            "secret= to this helper."
+        )
     return sign_webhook_payload(
         body, signing_secret, int(time.time()) if timestamp is None else timestamp
     )
