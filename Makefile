@@ -17,17 +17,22 @@ $(VENV)/.test-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.demo-installed
 
+# make demo PORT=8020 when 8000 is taken; DEMO_DIR is a copy of example_project (for tests).
+PORT ?= 8000
+DEMO_DIR ?= example_project
+DEMO_PY := $(abspath $(PY))
+
 demo: $(VENV)/.demo-installed
-	cd example_project && ../$(PY) manage.py migrate --noinput
-	cd example_project && ../$(PY) manage.py ensure_demo_admin
+	cd $(DEMO_DIR) && $(DEMO_PY) manage.py migrate --noinput
+	cd $(DEMO_DIR) && $(DEMO_PY) manage.py ensure_demo_admin
 	@echo
-	@echo "  Receiver:  http://127.0.0.1:8000/webhooks/klarefi"
-	@echo "  Admin:     http://127.0.0.1:8000/admin/  (user admin, password admin; demo only)"
+	@echo "  Receiver:  http://127.0.0.1:$(PORT)/webhooks/klarefi"
+	@echo "  Admin:     http://127.0.0.1:$(PORT)/admin/  (user admin, password admin; demo only)"
 	@echo "  Send a signed test event from another terminal:"
-	@echo "      .venv/bin/python example_project/send_event.py"
-	@echo "  or: cd example_project && ../.venv/bin/python manage.py klarefi_send_test_event case.completed"
+	@echo "      $(PY) example_project/send_event.py $(PORT)"
+	@echo "  or: cd example_project && $(if $(filter /%,$(PY)),,../)$(PY) manage.py klarefi_send_test_event case.completed --url http://127.0.0.1:$(PORT)"
 	@echo
-	cd example_project && ../$(PY) manage.py runserver 127.0.0.1:8000
+	cd $(DEMO_DIR) && $(DEMO_PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(VENV)/.test-installed
 	scripts/test.sh
