@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck docs tox bench clean
+.PHONY: demo test test-fast lint typecheck docs tox bench dist clean
 
 $(VENV)/.demo-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(VENV)/.demo-installed: pyproject.toml
 $(VENV)/.test-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e . --group dev
 	touch $@ $(VENV)/.demo-installed
 
 # make demo PORT=8020 when 8000 is taken; DEMO_DIR is a copy of example_project (for tests).
@@ -36,6 +36,15 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed
 	scripts/test.sh
+
+# The release archives in dist/: the sdist and the wheel, twine check --strict, then
+# tests/test_dist.py on them (their contents, and the README's quick start run against the
+# wheel installed in a fresh virtualenv). See "Releasing" in docs/development.md.
+dist: $(VENV)/.test-installed
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+	KLAREFI_DIST_DIR=dist $(PY) -m pytest -p no:randomly -p no:cacheprovider tests/test_dist.py tests/test_version.py
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
