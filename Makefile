@@ -34,8 +34,18 @@ demo: $(VENV)/.demo-installed
 	@echo
 	cd $(DEMO_DIR) && $(DEMO_PY) manage.py runserver 127.0.0.1:$(PORT)
 
+# The whole suite, on SQLite then PostgreSQL, in random order (pytest-randomly; the seed is
+# printed: -p randomly -p "randomly_seed=N" repeats an order). scripts/system-deps.sh installs
+# the Debian packages it needs first (as root; otherwise it prints the command to run).
 test: $(VENV)/.test-installed
+	scripts/system-deps.sh
 	scripts/test.sh
+
+# The loop to run after every change: the core's behaviour on SQLite and PostgreSQL, without
+# the browser, servers or workers (docs/development.md). FAST adds pytest arguments.
+FAST_MARKERS := not slow and not browser
+test-fast: $(VENV)/.test-installed
+	scripts/test.sh -m "$(FAST_MARKERS)" -p tests.fast_loop $(FAST)
 
 # The release archives in dist/: the sdist and the wheel, twine check --strict, then
 # tests/test_dist.py on them (their contents, and the README's quick start run against the

@@ -1,4 +1,5 @@
-"""System checks. They run without database access: pytest-django blocks it here."""
+"""System checks. django-klarefi's run without database access: pytest-django blocks it here
+(tests/klarefi_checks.py runs them without Django's own, which may ask the database)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from django_klarefi.conf import SETTING_NAMES, SHORT_RETENTION_REASON
+from tests.klarefi_checks import run_klarefi_checks
 
 SECRET = "whsec_test_secret_do_not_leak_7f3a"
 
@@ -18,16 +20,16 @@ SECRET = "whsec_test_secret_do_not_leak_7f3a"
 def ids(settings_overrides, settings) -> list[str]:
     for name, value in settings_overrides.items():
         setattr(settings, name, value)
-    return sorted(m.id for m in checks.run_checks() if m.id and m.id.startswith("django_klarefi"))
+    return sorted(m.id for m in run_klarefi_checks() if m.id and m.id.startswith("django_klarefi"))
 
 
 def messages_with_id(check_id: str) -> list[checks.CheckMessage]:
-    return [m for m in checks.run_checks() if m.id == check_id]
+    return [m for m in run_klarefi_checks() if m.id == check_id]
 
 
 def only_message(check_id: str) -> checks.CheckMessage:
     """The one message of django-klarefi's checks, which must have ``check_id``."""
-    messages = [m for m in checks.run_checks() if m.id and m.id.startswith("django_klarefi")]
+    messages = [m for m in run_klarefi_checks() if m.id and m.id.startswith("django_klarefi")]
     assert [m.id for m in messages] == [check_id]
     return messages[0]
 
@@ -57,9 +59,7 @@ def test_missing_or_empty_secret_is_e001_under_deploy(settings, value):
     else:
         settings.KLAREFI_WEBHOOK_SECRET = value
     messages = [
-        m
-        for m in checks.run_checks(include_deployment_checks=True)
-        if m.id and m.id.startswith("django_klarefi")
+        m for m in run_klarefi_checks(deploy=True) if m.id and m.id.startswith("django_klarefi")
     ]
     assert sorted(m.id for m in messages) == ["django_klarefi.E001", "django_klarefi.W005"]
     error = next(m for m in messages if m.id == "django_klarefi.E001")
@@ -68,7 +68,7 @@ def test_missing_or_empty_secret_is_e001_under_deploy(settings, value):
 
 
 def test_deploy_check_is_silent_with_a_secret(settings):
-    deploy = checks.run_checks(include_deployment_checks=True)
+    deploy = run_klarefi_checks(deploy=True)
     assert [m.id for m in deploy if m.id and m.id.startswith("django_klarefi")] == []
 
 
@@ -114,7 +114,7 @@ def test_every_padded_entry_is_reported_and_prefix_is_checked_stripped(settings)
 
 def test_secret_without_prefix_is_w001_and_message_hides_it(settings):
     settings.KLAREFI_WEBHOOK_SECRET = ["whsec_ok", "sk_live_looks_wrong"]
-    messages = [m for m in checks.run_checks() if m.id == "django_klarefi.W001"]
+    messages = [m for m in run_klarefi_checks() if m.id == "django_klarefi.W001"]
     assert len(messages) == 1
     assert "entry 1" in messages[0].msg
     assert "sk_live_looks_wrong" not in str(messages[0])
@@ -134,6 +134,8 @@ def test_unknown_processing_mode_is_e005(settings):
     assert ids({"KLAREFI_PROCESSING": "celery"}, settings) == ["django_klarefi.E005"]
 
 
+# The whole check command: from Django 6.1 its model checks ask the database for features.
+@pytest.mark.django_db
 def test_check_command_reports_a_missing_secret_and_passes(settings):
     settings.KLAREFI_WEBHOOK_SECRET = ""
     out, err = StringIO(), StringIO()
@@ -143,6 +145,8 @@ def test_check_command_reports_a_missing_secret_and_passes(settings):
     )
 
 
+# The whole check command: from Django 6.1 its model checks ask the database for features.
+@pytest.mark.django_db
 def test_check_deploy_fails_on_a_missing_secret(settings):
     settings.KLAREFI_WEBHOOK_SECRET = ""
     with pytest.raises(SystemCheckError, match=r"django_klarefi\.E001"):

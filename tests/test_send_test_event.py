@@ -188,7 +188,7 @@ def test_a_404_says_exactly_which_url_to_pass(server):
 
 @override_settings(ROOT_URLCONF="tests.urls_without_receiver")
 def test_a_base_url_without_a_receiver_in_the_urlconf_says_what_to_pass():
-    output, error = send("case.completed", "--url", "http://127.0.0.1:8011")
+    _output, error = send("case.completed", "--url", "http://127.0.0.1:8011")
     assert error is not None
     assert str(error) == (
         "--url http://127.0.0.1:8011 has no path, and the receiver's path cannot be found: the "
