@@ -282,7 +282,8 @@ def _what_to_pass(url: str) -> str:
         path = reverse("django_klarefi:webhook")
     except NoReverseMatch:
         return "pass the receiver's full URL, scheme, host, port and path"
-    return f"this project's receiver is --url {urllib.parse.urlunsplit(parts._replace(path=path, query='', fragment=''))}"
+    receiver = urllib.parse.urlunsplit(parts._replace(path=path, query="", fragment=""))
+    return f"this project's receiver is --url {receiver}"
 
 
 def _one_line(text: str) -> str:
