@@ -41,11 +41,11 @@ test: $(VENV)/.test-installed
 	scripts/system-deps.sh
 	scripts/test.sh
 
-# The loop to run after every change: the core's behaviour on SQLite and PostgreSQL, without
-# the browser, servers or workers (docs/development.md). FAST adds pytest arguments.
-FAST_MARKERS := not slow and not browser
+# The loop to run after every change: the core's behaviour on SQLite and PostgreSQL (both
+# passes at once), without the browser, servers or workers (docs/development.md).
+# FAST adds pytest arguments: make test-fast FAST="-x --lf".
 test-fast: $(VENV)/.test-installed
-	scripts/test.sh -m "$(FAST_MARKERS)" -p tests.fast_loop $(FAST)
+	scripts/test-fast.sh $(FAST)
 
 # The release archives in dist/: the sdist and the wheel, twine check --strict, then
 # tests/test_dist.py on them (their contents, and the README's quick start run against the
