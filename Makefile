@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck docs tox bench clean
+.PHONY: demo test test-fast lint typecheck docs tox bench dist clean
 
 $(VENV)/.demo-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,23 +14,47 @@ $(VENV)/.demo-installed: pyproject.toml
 $(VENV)/.test-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e . --group dev
 	touch $@ $(VENV)/.demo-installed
 
-demo: $(VENV)/.demo-installed
-	cd example_project && ../$(PY) manage.py migrate --noinput
-	cd example_project && ../$(PY) manage.py ensure_demo_admin
-	@echo
-	@echo "  Receiver:  http://127.0.0.1:8000/webhooks/klarefi"
-	@echo "  Admin:     http://127.0.0.1:8000/admin/  (user admin, password admin; demo only)"
-	@echo "  Send a signed test event from another terminal:"
-	@echo "      .venv/bin/python example_project/send_event.py"
-	@echo "  or: cd example_project && ../.venv/bin/python manage.py klarefi_send_test_event case.completed"
-	@echo
-	cd example_project && ../$(PY) manage.py runserver 127.0.0.1:8000
+# make demo PORT=8020 when 8000 is taken; DEMO_DIR is a copy of example_project (for tests).
+PORT ?= 8000
+DEMO_DIR ?= example_project
+DEMO_PY := $(abspath $(PY))
 
+demo: $(VENV)/.demo-installed
+	cd $(DEMO_DIR) && $(DEMO_PY) manage.py migrate --noinput
+	cd $(DEMO_DIR) && $(DEMO_PY) manage.py ensure_demo_admin
+	@echo
+	@echo "  Receiver:  http://127.0.0.1:$(PORT)/webhooks/klarefi"
+	@echo "  Admin:     http://127.0.0.1:$(PORT)/admin/  (user admin, password admin; demo only)"
+	@echo "  Send a signed test event from another terminal:"
+	@echo "      $(PY) example_project/send_event.py $(PORT)"
+	@echo "  or: cd example_project && $(if $(filter /%,$(PY)),,../)$(PY) manage.py klarefi_send_test_event case.completed --url http://127.0.0.1:$(PORT)"
+	@echo
+	cd $(DEMO_DIR) && $(DEMO_PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# The whole suite, on SQLite then PostgreSQL, in random order (pytest-randomly; the seed is
+# printed: -p randomly -p "randomly_seed=N" repeats an order). scripts/system-deps.sh installs
+# the Debian packages it needs first (as root; otherwise it prints the command to run).
 test: $(VENV)/.test-installed
+	scripts/system-deps.sh
 	scripts/test.sh
+
+# The loop to run after every change: the core's behaviour on SQLite and PostgreSQL (both
+# passes at once), without the browser, servers or workers (docs/development.md).
+# FAST adds pytest arguments: make test-fast FAST="-x --lf".
+test-fast: $(VENV)/.test-installed
+	scripts/test-fast.sh $(FAST)
+
+# The release archives in dist/: the sdist and the wheel, twine check --strict, then
+# tests/test_dist.py on them (their contents, and the README's quick start run against the
+# wheel installed in a fresh virtualenv). See "Releasing" in docs/development.md.
+dist: $(VENV)/.test-installed
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+	KLAREFI_DIST_DIR=dist $(PY) -m pytest -p no:randomly -p no:cacheprovider tests/test_dist.py tests/test_version.py
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .

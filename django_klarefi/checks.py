@@ -25,26 +25,41 @@ from django_klarefi.conf import (
 from django_klarefi.durations import InvalidDuration, parse_duration
 
 SETTING_PREFIX = "KLAREFI_"
+UNSET_MESSAGE = "KLAREFI_WEBHOOK_SECRET is not set, so every webhook will be rejected."
+UNSET_HINT = (
+    "Set KLAREFI_WEBHOOK_SECRET to the whsec_... signing secret from the Klarefi dashboard "
+    "(Webhooks), for example from an environment variable."
+)
+
+
+def _is_unset(value: object) -> bool:
+    return value is None or value in ("", [], ())
+
+
+def _named_endpoints_only() -> bool:
+    """Whether named endpoints are configured, so that no ``default`` secret is needed."""
+    return conf.ENDPOINTS is not None or conf.ENCRYPTION_KEYS is not None
 
 
 @register(Tags.security)
 def check_webhook_secret(**kwargs: Any) -> list[CheckMessage]:
-    """No secret (E001), a wrong type or a blank entry (E002), an entry with surrounding
-    whitespace (E010), an entry without the ``whsec_`` prefix (W001).
+    """No secret (W005 here, E001 under ``check --deploy``), a wrong type or a blank entry
+    (E002), an entry with surrounding whitespace (E010), an entry without the ``whsec_``
+    prefix (W001).
 
     Messages name an entry by its position, never by its value.
     """
     value = conf.WEBHOOK_SECRET
-    unset = value is None or value in ("", [], ())
-    if unset and (conf.ENDPOINTS is not None or conf.ENCRYPTION_KEYS is not None):
-        return []  # named endpoints only (endpoint_checks), in the settings or the database
-    if value is None or value in ("", [], ()):
+    if _is_unset(value):
+        if _named_endpoints_only():
+            return []  # named endpoints only (endpoint_checks), in the settings or the database
+        # A warning, not an error: a developer's machine and CI usually have no secret yet,
+        # and migrate, runserver and the tests must still run. Deliveries get 503 meanwhile.
         return [
-            Error(
-                "KLAREFI_WEBHOOK_SECRET is not set, so every webhook will be rejected.",
-                hint="Set KLAREFI_WEBHOOK_SECRET to the whsec_... signing secret from the "
-                "Klarefi dashboard (Webhooks), for example from an environment variable.",
-                id="django_klarefi.E001",
+            Warning(
+                f"{UNSET_MESSAGE} Deliveries get 503 until it is set.",
+                hint=f"{UNSET_HINT} manage.py check --deploy fails on it (django_klarefi.E001).",
+                id="django_klarefi.W005",
             )
         ]
     secrets = [value] if isinstance(value, str) else value
@@ -84,6 +99,14 @@ def check_webhook_secret(**kwargs: Any) -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+@register(Tags.security, deploy=True)
+def check_webhook_secret_deploy(**kwargs: Any) -> list[CheckMessage]:
+    """E001, for ``manage.py check --deploy`` only: no secret is an error in a deployment."""
+    if not _is_unset(conf.WEBHOOK_SECRET) or _named_endpoints_only():
+        return []
+    return [Error(UNSET_MESSAGE, hint=UNSET_HINT, id="django_klarefi.E001")]
 
 
 @register()

@@ -91,7 +91,13 @@ def signature_header(
     key = secret if secret is not None else signing_secret(endpoint)
     if key is None:
         if endpoint == DEFAULT_ENDPOINT:
-            raise ImproperlyConfigured("Set KLAREFI_WEBHOOK_SECRET, or pass secret=.")
+            raise ImproperlyConfigured(
+                "No KLAREFI_WEBHOOK_SECRET to sign the test event with. Set one in the "
+                'settings your tests use, for example KLAREFI_WEBHOOK_SECRET = "whsec_test" in '
+                "a test settings module, settings.KLAREFI_WEBHOOK_SECRET = ... with "
+                "pytest-django's settings fixture, or @override_settings("
+                "KLAREFI_WEBHOOK_SECRET=...); or pass secret= to this helper."
+            )
         raise ImproperlyConfigured(
             f'The endpoint "{endpoint}" is not defined or has no usable secret; define it '
             "(KLAREFI_ENDPOINTS or an Endpoint row), or pass secret=."

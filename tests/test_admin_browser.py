@@ -486,3 +486,36 @@ def test_admin_pages_work_under_a_style_src_self_policy(open_browser, csp_server
     pre = page.locator("pre.klarefi-error")
     assert pre.evaluate("el => getComputedStyle(el).whiteSpace") == "pre-wrap"
     assert violations == []
+
+
+def test_a_long_title_on_the_event_page_at_390px_breaks_between_words(
+    open_browser, live_server, operator
+):
+    # The subtitle is "<type> <event id>": at 390 px it wraps at the space, as Django's own
+    # pages wrap (word-break: break-word), and only an id longer than a line breaks inside.
+    event = make_event(
+        "evt_" + "01HQ3K9ZB2XWJ6V8N4T7Q2M5RA" * 3,
+        minutes_ago=5,
+        event_type="case.completed",
+        case_id="case_42",
+    )
+    page = open_browser()
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/django_klarefi/event/{event.pk}/change/")
+    title = page.locator("#content > h2")
+    sync_api.expect(title).to_have_text(f"case.completed {event.event_id}")
+    target = screenshot(page, "admin-event-title-390.png")
+    lines_of = """(el, word) => {
+        const text = el.firstChild;
+        const start = text.data.indexOf(word);
+        const range = document.createRange();
+        range.setStart(text, start);
+        range.setEnd(text, start + word.length);
+        return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+    }"""
+    assert title.evaluate(lines_of, "case.completed") == 1  # not "case.complete / d"
+    assert title.evaluate(lines_of, event.event_id) >= 2  # longer than a line: it breaks
+    assert title.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert target.stat().st_size > 0

@@ -1,12 +1,18 @@
-"""System checks. They run without database access: pytest-django blocks it here."""
+"""System checks. django-klarefi's run without database access: pytest-django blocks it here
+(tests/klarefi_checks.py runs them without Django's own, which may ask the database)."""
 
 from __future__ import annotations
+
+import re
+from io import StringIO
 
 import pytest
 from django.core import checks
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from django_klarefi.conf import SETTING_NAMES, SHORT_RETENTION_REASON
+from tests.klarefi_checks import run_klarefi_checks
 
 SECRET = "whsec_test_secret_do_not_leak_7f3a"
 
@@ -14,16 +20,16 @@ SECRET = "whsec_test_secret_do_not_leak_7f3a"
 def ids(settings_overrides, settings) -> list[str]:
     for name, value in settings_overrides.items():
         setattr(settings, name, value)
-    return sorted(m.id for m in checks.run_checks() if m.id and m.id.startswith("django_klarefi"))
+    return sorted(m.id for m in run_klarefi_checks() if m.id and m.id.startswith("django_klarefi"))
 
 
 def messages_with_id(check_id: str) -> list[checks.CheckMessage]:
-    return [m for m in checks.run_checks() if m.id == check_id]
+    return [m for m in run_klarefi_checks() if m.id == check_id]
 
 
 def only_message(check_id: str) -> checks.CheckMessage:
     """The one message of django-klarefi's checks, which must have ``check_id``."""
-    messages = [m for m in checks.run_checks() if m.id and m.id.startswith("django_klarefi")]
+    messages = [m for m in run_klarefi_checks() if m.id and m.id.startswith("django_klarefi")]
     assert [m.id for m in messages] == [check_id]
     return messages[0]
 
@@ -33,12 +39,37 @@ def test_valid_configuration_has_no_messages(settings):
 
 
 @pytest.mark.parametrize("value", [None, "", [], ()])
-def test_missing_or_empty_secret_is_e001(settings, value):
+def test_missing_or_empty_secret_is_a_warning_w005(settings, value):
+    # Not an error: migrate, runserver and test runs must work before the secret is set.
     if value is None:
         del settings.KLAREFI_WEBHOOK_SECRET
     else:
         settings.KLAREFI_WEBHOOK_SECRET = value
-    assert ids({}, settings) == ["django_klarefi.E001"]
+    message = only_message("django_klarefi.W005")
+    assert not message.is_serious()
+    assert "KLAREFI_WEBHOOK_SECRET is not set" in message.msg
+    assert "503" in message.msg
+    assert "--deploy" in message.hint
+
+
+@pytest.mark.parametrize("value", [None, "", [], ()])
+def test_missing_or_empty_secret_is_e001_under_deploy(settings, value):
+    if value is None:
+        del settings.KLAREFI_WEBHOOK_SECRET
+    else:
+        settings.KLAREFI_WEBHOOK_SECRET = value
+    messages = [
+        m for m in run_klarefi_checks(deploy=True) if m.id and m.id.startswith("django_klarefi")
+    ]
+    assert sorted(m.id for m in messages) == ["django_klarefi.E001", "django_klarefi.W005"]
+    error = next(m for m in messages if m.id == "django_klarefi.E001")
+    assert error.is_serious()
+    assert error.msg == "KLAREFI_WEBHOOK_SECRET is not set, so every webhook will be rejected."
+
+
+def test_deploy_check_is_silent_with_a_secret(settings):
+    deploy = run_klarefi_checks(deploy=True)
+    assert [m.id for m in deploy if m.id and m.id.startswith("django_klarefi")] == []
 
 
 @pytest.mark.parametrize("value", [123, ["whsec_a", 5], ["whsec_a", ""], {"a": "b"}, b"whsec_x"])
@@ -83,7 +114,7 @@ def test_every_padded_entry_is_reported_and_prefix_is_checked_stripped(settings)
 
 def test_secret_without_prefix_is_w001_and_message_hides_it(settings):
     settings.KLAREFI_WEBHOOK_SECRET = ["whsec_ok", "sk_live_looks_wrong"]
-    messages = [m for m in checks.run_checks() if m.id == "django_klarefi.W001"]
+    messages = [m for m in run_klarefi_checks() if m.id == "django_klarefi.W001"]
     assert len(messages) == 1
     assert "entry 1" in messages[0].msg
     assert "sk_live_looks_wrong" not in str(messages[0])
@@ -103,10 +134,23 @@ def test_unknown_processing_mode_is_e005(settings):
     assert ids({"KLAREFI_PROCESSING": "celery"}, settings) == ["django_klarefi.E005"]
 
 
-def test_check_command_names_the_setting(settings, capsys):
+# The whole check command: from Django 6.1 its model checks ask the database for features.
+@pytest.mark.django_db
+def test_check_command_reports_a_missing_secret_and_passes(settings):
     settings.KLAREFI_WEBHOOK_SECRET = ""
-    with pytest.raises(Exception, match="KLAREFI_WEBHOOK_SECRET"):
-        call_command("check")
+    out, err = StringIO(), StringIO()
+    call_command("check", stdout=out, stderr=err)
+    assert (
+        "(django_klarefi.W005) KLAREFI_WEBHOOK_SECRET is not set" in out.getvalue() + err.getvalue()
+    )
+
+
+# The whole check command: from Django 6.1 its model checks ask the database for features.
+@pytest.mark.django_db
+def test_check_deploy_fails_on_a_missing_secret(settings):
+    settings.KLAREFI_WEBHOOK_SECRET = ""
+    with pytest.raises(SystemCheckError, match=r"django_klarefi\.E001"):
+        call_command("check", "--deploy", stdout=StringIO(), stderr=StringIO())
 
 
 # --- W004: unknown KLAREFI_ settings ------------------------------------------------------
@@ -245,3 +289,22 @@ def test_no_check_touches_the_database(settings, django_db_blocker):
     ) + sorted(
         ["django_klarefi.E002", "django_klarefi.E011", "django_klarefi.E012", "django_klarefi.W004"]
     )
+
+
+# --- The docs' list of checks ----------------------------------------------------------------
+
+
+def test_the_docs_list_every_check_with_its_level():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    source = "".join(p.read_text() for p in (root / "django_klarefi").rglob("*.py"))
+    emitted = set(re.findall(r'id="(django_klarefi\.[EW]\d{3})"', source))
+    table = re.findall(
+        r"^\| `(django_klarefi\.[EW]\d{3})` \| (error|warning) \|",
+        (root / "docs" / "configuration.md").read_text(),
+        re.MULTILINE,
+    )
+    assert {check_id for check_id, _ in table} == emitted
+    for check_id, level in table:
+        assert level == {"E": "error", "W": "warning"}[check_id.split(".")[1][0]], check_id

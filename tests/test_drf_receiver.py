@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from django.core import checks
 from django.core.cache import caches
 from django.core.handlers.base import BaseHandler
 from django.db import connection
@@ -19,6 +18,7 @@ from rest_framework.throttling import AnonRateThrottle
 from django_klarefi.contrib.rest_framework import KlarefiWebhookAPIView
 from django_klarefi.models import Event
 from django_klarefi.testing import build_event, encode_event, post_event, signed_headers
+from tests.klarefi_checks import run_klarefi_checks
 from tests.testapp.models import HandlerRecord
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.urls_drf")]
@@ -191,9 +191,9 @@ def test_routing_only_the_drf_receiver_satisfies_the_url_check(settings):
     settings.ROOT_URLCONF = "tests.urls_drf_receiver_only"
     assert [
         message.id
-        for message in checks.run_checks()
+        for message in run_klarefi_checks()
         if message.id and message.id.startswith("django_klarefi")
     ] == []
     # The check is real: without any receiver routed, it reports one.
     settings.ROOT_URLCONF = "tests.urls_without_receiver"
-    assert "django_klarefi.E011" in [message.id for message in checks.run_checks()]
+    assert "django_klarefi.E011" in [message.id for message in run_klarefi_checks()]

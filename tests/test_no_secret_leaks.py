@@ -190,6 +190,8 @@ def test_no_secret_in_logs_responses_or_rows_across_webhook_scenarios(all_logs, 
         assert not leaks, f"a secret leaked into {leaks[0][:300]!r}"
 
 
+# The whole check command: from Django 6.1 its model checks ask the database for features.
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "secret",
     [[NO_PREFIX, NEW], [NEW, ""], (NEW, 123), NO_PREFIX],

@@ -118,12 +118,26 @@ def test_the_readme_shows_the_quickstart_lines():
     assert "python manage.py migrate" in README
 
 
-def test_without_the_secret_check_names_the_setting_not_a_traceback(project):
+def test_without_the_secret_check_warns_and_check_deploy_fails(project):
     result = manage(project, "check")
     output = result.stdout + result.stderr
-    assert result.returncode == 1, output
+    assert result.returncode == 0, output
     assert "Traceback" not in output
+    assert "(django_klarefi.W005) KLAREFI_WEBHOOK_SECRET is not set" in output
+    result = manage(project, "check", "--deploy")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
     assert "(django_klarefi.E001) KLAREFI_WEBHOOK_SECRET is not set" in output
+
+
+def test_without_the_secret_migrate_runs_and_says_so(project):
+    # The README's first command, before the secret is set: the usual state on a
+    # developer's machine and in CI.
+    result = manage(project, "migrate", "--noinput")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "(django_klarefi.W005)" in output
+    assert "Applying django_klarefi.0001" in output or "No migrations to apply" in output
 
 
 def test_with_the_secret_the_project_receives_events_at_both_urls(project):

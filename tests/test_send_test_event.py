@@ -167,6 +167,38 @@ def test_wrong_url_gets_404_with_a_hint(server):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_a_base_url_without_a_path_gets_the_receivers_path(server, suffix):
+    # What a server prints (http://127.0.0.1:8011) is what a user passes first.
+    base = server.removesuffix(RECEIVER_PATH)
+    output, error = send("case.completed", "--url", base + suffix)
+    assert error is None, output
+    assert lines(output)[0][2] == "200"
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_404_says_exactly_which_url_to_pass(server):
+    base = server.removesuffix(RECEIVER_PATH)
+    output, error = send("case.completed", "--url", base + "/hooks/klarefi?x=1")
+    assert error is not None
+    assert f"this project's receiver is --url {base}/webhooks/klarefi)" in output
+
+
+@override_settings(ROOT_URLCONF="tests.urls_without_receiver")
+def test_a_base_url_without_a_receiver_in_the_urlconf_says_what_to_pass():
+    _output, error = send("case.completed", "--url", "http://127.0.0.1:8011")
+    assert error is not None
+    assert str(error) == (
+        "--url http://127.0.0.1:8011 has no path, and the receiver's path cannot be found: the "
+        "URLconf does not include django_klarefi.urls. Pass the receiver's full URL, for "
+        "example --url http://127.0.0.1:8011/webhooks/klarefi."
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_send_test_event_returns_the_delivery(server):
     payload = sample_event("document.uploaded", event_id="evt_delivery_1")
     delivery = send_test_event(payload, url=server)
@@ -478,6 +510,13 @@ def test_via_api_uses_given_secret_and_default_url_and_warns_it_is_loopback():
         "its servers cannot reach. Pass your public receiver URL with --url."
     ) in output
     assert "whsec_other" not in output
+
+
+def test_via_api_with_a_base_url_asks_for_the_receivers_url():
+    with recording_api(RecordingApi()) as api:
+        output, error = send("--via-api", "--url", "https://app.example.com")
+    assert error is None, output
+    assert api.requests[0]["body"]["endpoint_url"] == "https://app.example.com/webhooks/klarefi"
 
 
 def test_via_api_with_a_public_url_does_not_warn():

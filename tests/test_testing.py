@@ -6,6 +6,7 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.exceptions import ImproperlyConfigured
 from django.test import AsyncClient
 
 from django_klarefi.event_types import TEST_EVENT_KEY
@@ -162,3 +163,15 @@ def test_klarefi_signals_fixture(client, klarefi_signals):
         (case_completed, "evt_fixture"),
         (event_received, "evt_fixture"),
     ]
+
+
+@pytest.mark.django_db
+def test_without_a_secret_the_helpers_say_how_to_set_one_in_test_settings(client, settings):
+    settings.KLAREFI_WEBHOOK_SECRET = ""
+    with pytest.raises(ImproperlyConfigured) as raised:
+        post_event(client, "case.completed")
+    message = str(raised.value)
+    assert 'KLAREFI_WEBHOOK_SECRET = "whsec_test"' in message
+    assert "settings fixture" in message
+    assert "override_settings" in message
+    assert "secret=" in message

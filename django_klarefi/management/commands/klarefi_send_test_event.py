@@ -9,8 +9,9 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import NoReverseMatch
 
-from django_klarefi.endpoints import DEFAULT_ENDPOINT, get_endpoint, signing_secret
+from django_klarefi.endpoints import DEFAULT_ENDPOINT, delivery_path, get_endpoint, signing_secret
 from django_klarefi.event_types import EVENT_TYPES
 from django_klarefi.samples import sample_event
 from django_klarefi.sending import (
@@ -54,7 +55,8 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="Send one event of each type.")
         parser.add_argument(
             "--url",
-            help="The receiver's URL. Default: http://127.0.0.1:8000 plus the receiver's path.",
+            help="The receiver's URL. A URL without a path (http://127.0.0.1:8011) gets the "
+            "receiver's path from the URLconf. Default: http://127.0.0.1:8000 plus that path.",
         )
         parser.add_argument(
             "--secret",
@@ -133,7 +135,11 @@ class Command(BaseCommand):
         secret = options["secret"]
         if secret is not None and not secret.strip():
             raise CommandError("--secret is empty.")
-        url = None if options["in_process"] else (options["url"] or default_url(endpoint))
+        url = (
+            None
+            if options["in_process"]
+            else (_receiver_url(options["url"], endpoint) or default_url(endpoint))
+        )
 
         failed = 0
         for event_type in event_types:
@@ -152,7 +158,7 @@ class Command(BaseCommand):
                     in_process=options["in_process"],
                     endpoint=endpoint,
                 )
-                self._report(delivery, options["verbosity"])
+                self._report(delivery, options["verbosity"], url)
                 if delivery.status is None:
                     hint = "" if options["url"] else " Or use --in-process to send without one."
                     raise CommandError(delivery.error + hint)
@@ -192,7 +198,7 @@ class Command(BaseCommand):
             raise CommandError('--data must be a JSON object, such as \'{"key": "value"}\'.')
         return data
 
-    def _report(self, delivery: Delivery, verbosity: int) -> None:
+    def _report(self, delivery: Delivery, verbosity: int, url: str | None) -> None:
         status = "-" if delivery.status is None else str(delivery.status)
         line = (
             f"{delivery.event_type:<28}  {delivery.event_id}  {status}  "
@@ -201,14 +207,16 @@ class Command(BaseCommand):
         if delivery.ok:
             self.stdout.write(line, self.style.SUCCESS)
         else:
-            detail = delivery.error or self._detail(delivery)
+            detail = delivery.error or self._detail(delivery, url)
             self.stdout.write(f"{line}  {detail}" if detail else line, self.style.ERROR)
         if verbosity >= 2 and delivery.body:
             self.stdout.write(f"    {_one_line(delivery.body)}")
 
-    def _detail(self, delivery: Delivery) -> str:
+    def _detail(self, delivery: Delivery, url: str | None) -> str:
         assert delivery.status is not None
         hint = STATUS_HINTS.get(delivery.status, "")
+        if delivery.status == 404 and url is not None:
+            hint = f"{hint} ({_what_to_pass(url)})"
         try:
             answer = json.loads(delivery.body)
         except ValueError:
@@ -243,7 +251,7 @@ class Command(BaseCommand):
         name = self._endpoint(options)
         if secret is None and name != DEFAULT_ENDPOINT:
             secret = signing_secret(name)
-        endpoint = options["url"] or default_url(name)
+        endpoint = _receiver_url(options["url"], name) or default_url(name)
         if _is_local(endpoint):
             self.stderr.write(
                 f"Warning: Klarefi will be asked to send to {endpoint}, a loopback address "
@@ -277,6 +285,36 @@ def _how_to_fix(problem: str) -> str:
             " to use --via-api."
         )
     return ""
+
+
+def _receiver_url(url: str | None, endpoint: str = DEFAULT_ENDPOINT) -> str | None:
+    """``url`` as given, or for a URL with no path (``http://127.0.0.1:8011``, the form a
+    server prints) that URL plus the ``endpoint``'s receiver path from the URLconf."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        return url
+    try:
+        path = delivery_path(endpoint)
+    except NoReverseMatch:
+        raise CommandError(
+            f"--url {url} has no path, and the receiver's path cannot be found: the URLconf "
+            "does not include django_klarefi.urls. Pass the receiver's full URL, for example "
+            f"--url {urllib.parse.urlunsplit(parts._replace(path='/webhooks/klarefi'))}."
+        ) from None
+    return urllib.parse.urlunsplit(parts._replace(path=path))
+
+
+def _what_to_pass(url: str, endpoint: str = DEFAULT_ENDPOINT) -> str:
+    """The --url to pass instead of ``url``: its scheme and host, and the receiver's path."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        path = delivery_path(endpoint)
+    except NoReverseMatch:
+        return "pass the receiver's full URL, scheme, host, port and path"
+    receiver = urllib.parse.urlunsplit(parts._replace(path=path, query="", fragment=""))
+    return f"this project's receiver is --url {receiver}"
 
 
 def _one_line(text: str) -> str:
