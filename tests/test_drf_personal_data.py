@@ -208,6 +208,17 @@ def test_erase_by_session_and_event_id_narrow_together(client):
     assert response.json() == {"erased": 1, "filter": "session_id=ses_2 and event_id=evt_2"}
 
 
+def test_erase_endpoint_narrows_and_never_selects_alone(client):
+    stored(1)
+    stored(1, endpoint="eu")
+    login(client, "erase_event")
+    assert client.post(reverse(ERASE) + "?endpoint=eu").status_code == 400
+    response = client.post(reverse(ERASE) + "?case_id=case_1&endpoint=eu")
+    assert response.json() == {"erased": 1, "filter": "case_id=case_1 and endpoint=eu"}
+    assert Event.objects.get(endpoint="eu").payload_erased_at is not None
+    assert Event.objects.get(endpoint="default").payload_erased_at is None
+
+
 def test_erase_without_a_filter_is_400_and_erases_nothing(client):
     stored()
     login(client, "erase_event")

@@ -358,7 +358,21 @@ def test_command_needs_a_filter():
     stored(1)
     with pytest.raises(CommandError, match="Choose events"):
         erase()
+    with pytest.raises(CommandError, match="Choose events"):
+        erase("--endpoint", "default")  # narrows; never a whole endpoint by accident
     assert Event.objects.get().payload_erased_at is None
+
+
+def test_command_endpoint_narrows_to_one_klarefi_account():
+    # The same case id in two accounts: only the named endpoint's events are erased.
+    stored(1)
+    stored(1, endpoint="eu")
+    output = erase("--case-id", "case_1", "--endpoint", "eu")
+    assert output.splitlines()[-1] == (
+        "Erased the payload data of 1 event matching case_id=case_1 and endpoint=eu."
+    )
+    assert Event.objects.get(endpoint="eu").payload_erased_at is not None
+    assert Event.objects.get(endpoint="default").payload_erased_at is None
 
 
 def test_command_logs_who_asked(caplog):

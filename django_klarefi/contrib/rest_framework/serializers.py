@@ -106,9 +106,12 @@ class EraseQuerySerializer(serializers.Serializer[None]):
         required=False, max_length=REFERENCE_MAX_LENGTH, help_text="Events of this session."
     )
     event_id = serializers.CharField(required=False, help_text="This event id.")
+    endpoint = serializers.CharField(
+        required=False, help_text="Only events received by this endpoint (with one of the above)."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs:
+        if not set(attrs) - {"endpoint"}:
             raise serializers.ValidationError(
                 "Choose events: case_id, session_id or event_id (never all events at once)."
             )

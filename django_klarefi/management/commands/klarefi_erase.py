@@ -48,6 +48,14 @@ class Command(BaseCommand):
         chosen.add_argument(
             "--event-id", nargs="+", dest="event_ids", metavar="ID", help="These event ids."
         )
+        chosen.add_argument(
+            "--endpoint",
+            nargs="+",
+            dest="endpoints",
+            metavar="NAME",
+            help="Only events received by these endpoints (with one of the options above; "
+            "it selects nothing alone).",
+        )
         parser.add_argument(
             "--batch-size",
             type=int,
@@ -110,6 +118,8 @@ def _selection(options: dict[str, Any]) -> tuple[QuerySet[Event], str]:
     if not chosen:
         # Never "everything" by accident.
         raise CommandError("Choose events: --case-id, --session-id or --event-id (see --help).")
+    if options.get("endpoints"):
+        chosen["endpoint"] = options["endpoints"]
     events = Event.objects.all()
     for column, values in chosen.items():
         events = events.filter(**{f"{column}__in": values})
