@@ -150,10 +150,11 @@ def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Foun
     exception from an ``on_commit`` callback, after a successful COMMIT, is logged and
     changes nothing.
     """
-    committed = False
+    committed = at_commit = False
     began = 0.0
     opened: _Opened | None = None
     ended: Result | Found | Conflict | None = None
+    statements = _StatementCount()
 
     def mark_committed() -> None:
         nonlocal committed
@@ -168,9 +169,16 @@ def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Foun
             if isinstance(begun, _Opened):
                 opened = begun
                 began = time.perf_counter()
-                send_event_signals(opened.event)
+                with connections[using].execute_wrapper(statements):
+                    send_event_signals(opened.event)
                 _ensure_committable(using)
-                write_success(using, opened.record)
+                record = opened.record
+                # A first delivery's INSERT wrote the record already. Unless a receiver
+                # used the connection (it may have changed the row), or the payload is to
+                # be erased, that is all: no UPDATE to repeat it.
+                if statements.count or not record.inserted or record.erasure:
+                    write_success(using, record)
+                at_commit = True
             else:
                 ended = begun
     except BaseException as exc:
@@ -178,12 +186,12 @@ def run_attempt(using: str, start: FirstDelivery | StoredEvent) -> Result | Foun
             # The COMMIT succeeded; a callback registered with on_commit raised after it.
             return _after_commit(using, start, opened, ended, exc)
         if isinstance(exc, SaveSignalFailed):
-            return _failed(using, start, _first_opened(start), exc.error)
+            return _failed(using, start, _first_opened(start), exc.error, at_commit=False)
         if opened is None:
             if isinstance(exc, IntegrityError) and isinstance(start, FirstDelivery):
                 return Conflict(exc)  # the event id stored meanwhile, or another constraint
             raise  # our own statements failed (the database is unavailable): nothing written
-        return _failed(using, start, opened, exc)
+        return _failed(using, start, opened, exc, at_commit=at_commit)
     if opened is not None:
         record = opened.record
         metrics.observe_processing(record.endpoint, record.event_type, time.perf_counter() - began)
@@ -197,12 +205,11 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
     the attempt before any receiver runs."""
     started_at, token = timezone.now(), uuid.uuid4().hex
     if isinstance(start, FirstDelivery):
+        # The INSERT writes the row as this attempt records it if every receiver succeeds
+        # (rolled back with them otherwise): its record, decided now.
         event = start.new_event()
-        found = insert_or_count(using, event, attempt=token)
-        if found is not Found.INSERTED:
-            return found
         record = AttemptRecord(
-            pk=event.pk,
+            pk=None,
             event_id=event.event_id,
             event_type=event.event_type,
             endpoint=endpoint_of(event),
@@ -215,7 +222,10 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
             token=token,
             erasure=_erasure(event.payload, started_at),
         )
-        return _Opened(_as_recorded(event, record), record, stored=None)
+        found = insert_or_count(using, _as_recorded(event, record), attempt=token)
+        if found is not Found.INSERTED:
+            return found
+        return _Opened(event, replace(record, pk=event.pk), stored=None)
 
     begin_attempt(using, token)
     row = lock_event(using, start.endpoint, start.event_id)
@@ -254,6 +264,17 @@ def _open(using: str, start: FirstDelivery | StoredEvent) -> _Opened | Result | 
         erasure=_erasure(row.payload, started_at),
     )
     return _Opened(_as_recorded(_detached(row), record), record, stored=row)
+
+
+class _StatementCount:
+    """An execute wrapper that counts the statements run on its connection."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
 
 
 def _erasure(payload: Any, now: datetime) -> dict[str, Any]:
@@ -305,11 +326,16 @@ def _first_opened(start: FirstDelivery | StoredEvent) -> _Opened:
 def fail_first_delivery(using: str, start: FirstDelivery, error: Exception) -> Result:
     """Record a first delivery whose INSERT's save signal failed (task mode's INSERT,
     outside any attempt): the event is stored as failed, with the traceback."""
-    return _failed(using, start, _first_opened(start), error)
+    return _failed(using, start, _first_opened(start), error, at_commit=False)
 
 
 def _failed(
-    using: str, start: FirstDelivery | StoredEvent, opened: _Opened | None, exc: BaseException
+    using: str,
+    start: FirstDelivery | StoredEvent,
+    opened: _Opened | None,
+    exc: BaseException,
+    *,
+    at_commit: bool,
 ) -> Result:
     """Record a failed attempt, then raise again an exception that asks the process to
     stop (``SystemExit``, ``KeyboardInterrupt``): the failure is stored first."""
@@ -328,7 +354,7 @@ def _failed(
     )
     new_row = start.pristine_event() if isinstance(start, FirstDelivery) else opened.stored
     try:
-        result = write_failure(using, record, new_row, error_text(exc))
+        result = write_failure(using, record, new_row, error_text(exc), at_commit=at_commit)
     except BaseException as failure:
         # Whoever logs this (the view) must not print the receiver's exception as its
         # context: its text may quote payload values, or be unprintable.

@@ -9,7 +9,7 @@ time, and :func:`lock_event` falls back to that.
 :func:`begin_attempt` bounds how long these locks can outlive a process that stopped
 talking to PostgreSQL mid-attempt (a frozen host, a partition): see
 ``KLAREFI_IDLE_TRANSACTION_TIMEOUT``; and it sets the attempt's transaction apart, so that
-:func:`in_attempt` tells whether a receiver has ended it.
+:func:`in_attempt_sql` tells whether a receiver has ended it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import enum
 from datetime import timedelta
 
 from django.db import DatabaseError, connections
-from django.db.models import CharField, F, Value
-from django.db.models.expressions import RawSQL
-from django.db.models.lookups import Exact
+from django.db.models import F
 
 from django_klarefi.conf import DEFAULT_IDLE_TRANSACTION_TIMEOUT, conf
 from django_klarefi.models import Event
@@ -31,7 +29,7 @@ __all__ = [
     "attempt_settings_sql",
     "begin_attempt",
     "idle_timeout_ms",
-    "in_attempt",
+    "in_attempt_sql",
     "is_lock_not_available",
     "lock_event",
 ]
@@ -125,15 +123,14 @@ def begin_attempt(using: str, token: str) -> None:
         cursor.execute("SELECT 1" + sql, params)
 
 
-def in_attempt(using: str, token: str) -> Exact | None:
-    """A condition that holds only in the transaction :func:`begin_attempt` (or a claim
-    statement with :func:`attempt_settings_sql`) set apart as ``token``'s; None where
-    the database needs none (SQLite: a raw COMMIT leaves it in autocommit, which the
-    attempt sees)."""
+def in_attempt_sql(using: str, token: str) -> tuple[str, list[str]]:
+    """A SQL condition (and its parameters) that holds only in the transaction
+    :func:`begin_attempt` (or a claim statement with :func:`attempt_settings_sql`) set
+    apart as ``token``'s; ``("", [])`` where the database needs none (SQLite: a raw COMMIT
+    leaves it in autocommit, which the attempt sees)."""
     if connections[using].vendor != "postgresql":
-        return None
-    setting = RawSQL("current_setting(%s, true)", [ATTEMPT_SETTING], output_field=CharField())
-    return Exact(setting, Value(token))
+        return "", []
+    return "current_setting(%s, true) = %s", [ATTEMPT_SETTING, token]
 
 
 def is_lock_not_available(exc: DatabaseError) -> bool:

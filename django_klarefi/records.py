@@ -12,19 +12,21 @@ event".
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Field
 
-from django_klarefi.locks import Lock, in_attempt, lock_event
+from django_klarefi.locks import Lock, in_attempt_sql, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import Outcome, Result
 from django_klarefi.personal_data import error_class
-from django_klarefi.storing import claim, insert_row
+from django_klarefi.storing import claim, insert_row, quoted_columns
 
 __all__ = [
     "MAX_ERROR_CHARS",
@@ -101,20 +103,50 @@ class EventChanged(Exception):
 
 def write_success(using: str, record: AttemptRecord) -> None:
     """Record a successful attempt on its row, in the attempt's transaction, with the
-    record's values; ``EventChanged`` if the row is gone or has another event id."""
+    record's values; ``EventChanged`` if the row is gone, has another event id or
+    endpoint, or the attempt's transaction has ended.
+
+    One UPDATE by primary key, its SQL built once per database and set of columns (the
+    ORM's ``update()`` would cost more CPU than the statement itself, on every delivery).
+    """
     assert record.pk is not None
-    rows = Event.objects.using(using).filter(
-        pk=record.pk, event_id=record.event_id, endpoint=record.endpoint
-    )
-    same_transaction = in_attempt(using, record.token)
-    if same_transaction is not None:
-        rows = rows.filter(same_transaction)
-    updated = rows.update(**{**record.success_values(), **record.erasure})
+    connection = connections[using]
+    values = {**record.success_values(), **record.erasure}
+    columns = tuple(values)
+    condition, condition_params = in_attempt_sql(using, record.token)
+    sql = _success_sql(connection.alias, connection.vendor, columns, condition)
+    fields = _concrete_fields()
+    params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, [*params, record.pk, record.event_id, record.endpoint, *condition_params]
+        )
+        updated = cursor.rowcount
     if updated != 1:
         raise EventChanged(record.event_id)
 
 
-def write_failure(using: str, record: AttemptRecord, new_row: Event | None, error: str) -> Result:
+@functools.cache
+def _concrete_fields() -> dict[str, Field[Any, Any]]:
+    return {field.name: field for field in Event._meta.concrete_fields}
+
+
+@functools.cache
+def _success_sql(alias: str, vendor: str, columns: tuple[str, ...], condition: str) -> str:
+    connection = connections[alias]
+    table, *quoted = quoted_columns(connection, *columns, "id", "event_id", "endpoint")
+    assignments = ", ".join(f"{column} = %s" for column in quoted[: len(columns)])
+    pk, event_id, endpoint = quoted[len(columns) :]
+    guard = f" AND {condition}" if condition else ""
+    return (
+        f"UPDATE {table} SET {assignments} "  # noqa: S608 - quoted names; values are parameters
+        f"WHERE {pk} = %s AND {event_id} = %s AND {endpoint} = %s{guard}"
+    )
+
+
+def write_failure(
+    using: str, record: AttemptRecord, new_row: Event | None, error: str, *, at_commit: bool
+) -> Result:
     """Record a failed attempt in a transaction of its own, after its rollback.
 
     ``new_row`` is the row to insert, as failed, when none is stored: a first delivery's
@@ -122,8 +154,11 @@ def write_failure(using: str, record: AttemptRecord, new_row: Event | None, erro
     row, this attempt (and, if it was one, its delivery) is counted, and the row is marked
     failed with ``error``, unless:
 
-    * the row shows this very attempt's success: the COMMIT reached the database, and only
-      its reply was lost. Then the outcome is ``PROCESSED``, and nothing is counted twice;
+    * the row already carries this very attempt (its number and its start). Failed
+      ``at_commit``: the COMMIT reached the database, and only its reply was lost; the
+      outcome is ``PROCESSED``, and nothing is counted twice. Failed before: a receiver's
+      raw ``COMMIT`` committed the attempt's own writes early; the row is marked failed,
+      and not counted again;
     * another attempt, one that began after this one, has succeeded meanwhile: the row
       stays processed, and only the counts change;
     * another attempt is running on the row now, or (PostgreSQL) another delivery holds
@@ -139,7 +174,7 @@ def write_failure(using: str, record: AttemptRecord, new_row: Event | None, erro
                 _leave_to_other(record.event_id, "another attempt at it is running")
                 return Result(Outcome.FAILED, record.event_id)
             if row is not Lock.MISSING:
-                return _fail_stored_row(using, record, row, error)
+                return _fail_stored_row(using, record, row, error, at_commit=at_commit)
         if new_row is None:
             return Result(Outcome.MISSING, record.event_id)
         if _insert_failed(using, record, new_row, error):
@@ -150,36 +185,35 @@ def write_failure(using: str, record: AttemptRecord, new_row: Event | None, erro
     return Result(Outcome.FAILED, record.event_id)
 
 
-def _fail_stored_row(using: str, record: AttemptRecord, row: Event, error: str) -> Result:
-    if (
-        row.pk == record.pk
-        and row.status == Status.PROCESSED
-        and row.attempts == record.attempt
-        and row.processed_at == record.started_at
-    ):
+def _fail_stored_row(
+    using: str, record: AttemptRecord, row: Event, error: str, *, at_commit: bool
+) -> Result:
+    # The attempt's number and its start (to the microsecond) tell its own writes from any
+    # other attempt's; the row's id alone would not (SQLite gives a rolled-back row's id to
+    # the next INSERT).
+    carries_this_attempt = row.attempts == record.attempt and row.processed_at == record.started_at
+    if carries_this_attempt and at_commit and row.status == Status.PROCESSED:
         logger.warning(
             "Klarefi event %s: the COMMIT of its processing succeeded, but its reply was "
             "lost; it is recorded as processed.",
             safe_text(record.event_id),
         )
         return Result(Outcome.PROCESSED, record.event_id, record.attempt)
-    # This delivery is already on the row when the row is this attempt's own INSERT,
-    # committed before the attempt failed (a receiver's raw COMMIT). Its id alone does not
-    # tell: SQLite gives a rolled-back row's id to the next INSERT.
-    own_insert = (
-        record.inserted and row.pk == record.pk and row.received_at == record.last_received_at
-    )
-    counted = record.delivered and not own_insert
-    values: dict[str, Any] = {"attempts": row.attempts + 1}
-    if counted:
-        values["deliveries"] = row.deliveries + 1
-        values["last_received_at"] = record.last_received_at
-    if row.status != Status.PROCESSED or row.attempts < record.attempt:
+    values: dict[str, Any] = {}
+    if not carries_this_attempt:
+        values["attempts"] = row.attempts + 1
+        if record.delivered:
+            values["deliveries"] = row.deliveries + 1
+            values["last_received_at"] = record.last_received_at
+    attempts = values.get("attempts", row.attempts)
+    if carries_this_attempt:
+        values["processed_at"] = None  # a first delivery's own row, committed early
+    if carries_this_attempt or row.status != Status.PROCESSED or row.attempts < record.attempt:
         # An event erased meanwhile keeps no traceback (it may quote the data): its class.
         kept = error_class(error) if row.payload_erased_at is not None else error
         values.update(status=Status.FAILED, error=kept)
     Event.objects.using(using).filter(pk=row.pk).update(**values)
-    return Result(Outcome.FAILED, record.event_id, row.attempts + 1, error)
+    return Result(Outcome.FAILED, record.event_id, attempts, error)
 
 
 def _insert_failed(using: str, record: AttemptRecord, new_row: Event, error: str) -> bool:

@@ -31,7 +31,7 @@ LIST = "django_klarefi_api:event-list"
 ERASE = "django_klarefi_api:event-erase"
 
 ENVELOPE_FIELDS = {
-    *("id", "event_id", "event_type", "case_id", "session_id", "status", "attempts"),
+    *("id", "event_id", "endpoint", "event_type", "case_id", "session_id", "status", "attempts"),
     *("deliveries", "is_test", "signed_at", "received_at", "last_received_at"),
     *("processed_at", "payload_erased_at"),
 }

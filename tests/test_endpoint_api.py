@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from cryptography.fernet import Fernet
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import RequestFactory, override_settings
 from django.urls import reverse
 from rest_framework.exceptions import AuthenticationFailed
@@ -39,7 +39,12 @@ def _endpoints(settings):
 
 @pytest.fixture
 def staff_client(client):
-    client.force_login(User.objects.create_user("staff", is_staff=True))
+    staff = User.objects.create_user("staff", is_staff=True)
+    # The events API reads with view_event (and the payload with view_event_payload).
+    staff.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_event", "view_event_payload"])
+    )
+    client.force_login(staff)
     return client
 
 

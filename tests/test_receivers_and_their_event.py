@@ -132,8 +132,9 @@ def test_the_attempt_records_its_own_values_whatever_the_receiver_does(
     assert_never_run_again(client, handlers)
 
 
-def test_a_refreshed_event_shows_the_row_as_it_was_before_the_attempt(client, handlers):
-    # Documented: the attempt's record is written after the receivers return.
+def test_a_refreshed_event_shows_the_row_as_the_attempts_transaction_has_it(client, handlers):
+    # Documented: a first delivery's row is inserted as the attempt records it; a stored
+    # event's record is written after the receivers return.
     seen = []
 
     def refresh_and_look(event):
@@ -142,8 +143,12 @@ def test_a_refreshed_event_shows_the_row_as_it_was_before_the_attempt(client, ha
         seen.append((event.status, event.attempts))
 
     handlers.on_call = once(refresh_and_look)
+    handlers.fail_with = RuntimeError("the first attempt fails")
     post_event(client, case_completed())
-    assert seen == [("processed", 1), ("pending", 0)]
+    handlers.fail_with = None
+    handlers.on_call = once(refresh_and_look)
+    post_event(client, case_completed())
+    assert seen == [("processed", 1), ("processed", 1), ("processed", 2), ("failed", 1)]
 
 
 def test_a_receiver_may_save_fields_that_are_not_bookkeeping(client, handlers):
@@ -185,3 +190,42 @@ def test_a_receiver_that_deletes_or_renames_its_event_fails_the_attempt(
     # It runs again, once the receiver leaves its event alone.
     handlers.on_call = None
     assert process_event(event).outcome == Outcome.PROCESSED
+
+
+def test_a_first_delivery_writes_its_record_with_the_insert_unless_a_receiver_used_the_db(
+    client, handlers
+):
+    # The INSERT carries the record; the record's UPDATE follows only when a receiver ran a
+    # statement on the connection (it may have changed the row). Both end the same.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def record_updates(queries):
+        return [
+            q["sql"]
+            for q in queries
+            if q["sql"].startswith('UPDATE "django_klarefi_event" SET "status" = \'processed\'')
+        ]
+
+    from django_klarefi.signals import EVENT_SIGNALS, event_received
+
+    for signal in (*EVENT_SIGNALS.values(), event_received):  # no receiver touches the DB
+        signal.disconnect(dispatch_uid="tests-typed")
+        signal.disconnect(dispatch_uid="tests-catch-all")
+    with CaptureQueriesContext(connection) as quiet:
+        assert post_event(client, case_completed()).json()["status"] == "processed"
+    assert record_updates(quiet.captured_queries) == []
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.deliveries, event.error) == ("processed", 1, 1, "")
+
+    Event.objects.all().delete()
+    event_received.connect(lambda sender, event, **kw: update_the_row(event), weak=False,
+                           dispatch_uid="tests-updating")  # fmt: skip
+    try:
+        with CaptureQueriesContext(connection) as busy:
+            assert post_event(client, case_completed()).json()["status"] == "processed"
+    finally:
+        event_received.disconnect(dispatch_uid="tests-updating")
+    assert len(record_updates(busy.captured_queries)) == 1
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.deliveries, event.error) == ("processed", 1, 1, "")

@@ -82,7 +82,8 @@ class KlarefiWebhookAPIView(APIView):
                 reason=codes if isinstance(codes, str) else exc.default_code,
                 detail=str(exc.detail),
                 sender=type(self),
-                endpoint=None,  # never a name taken unchecked from the URL
+                # The view's own endpoint; never a name taken unchecked from the URL.
+                endpoint=None if "endpoint" in self.kwargs else self.endpoint,
                 path=self.request.path,
             )
         return response
