@@ -69,3 +69,64 @@ def test_rejections_from_every_worker_are_counted_and_signalled(tmp_path):
     records = HandlerRecord.objects.filter(event_id="401 no_matching_signature")
     assert records.count() == sent
     assert set(records.values_list("handler", flat=True)) == {"rejected 127.0.0.1"}
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    match = re.search(rf"^{name}\{{{re.escape(wanted)}\}} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+def post_signed(base: str, event: dict) -> int:
+    body = encode_event(event)
+    request = urllib.request.Request(
+        base + "/webhooks/klarefi",
+        data=body,
+        headers={**signed_headers(body), "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_receivers_deliveries_and_failures_are_counted_and_signalled(tmp_path):
+    # The receiver itself, in both workers: deliveries by outcome, processing time, failed
+    # events, and event_failed sent from the worker that recorded each failure.
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    events = [
+        {**build_event("case.completed", id=f"evt_metrics_{n}"), "fail": n % 4 == 0}
+        for n in range(24)
+    ]
+    failing = sum(1 for event in events if event["fail"])
+    with gunicorn(workers=2, settings_module="tests.settings_metrics", env=env) as base:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda event: post_signed(base, event), events))
+        assert sorted(answers) == sorted(500 if e["fail"] else 200 for e in events)
+        with urllib.request.urlopen(base + "/metrics", timeout=30) as response:
+            text = response.read().decode()
+    deliveries = "klarefi_webhook_deliveries_total"
+    assert (
+        sample(text, deliveries, endpoint="default", outcome="processed") == len(events) - failing
+    )
+    assert sample(text, deliveries, endpoint="default", outcome="failed") == failing
+    assert (
+        sample(text, "klarefi_events_failed_total", endpoint="default", event_type="case.completed")
+        == failing
+    )
+    assert (
+        sample(
+            text,
+            "klarefi_event_processing_seconds_count",
+            endpoint="default",
+            event_type="case.completed",
+        )
+        == len(events) - failing
+    )
+    records = HandlerRecord.objects.filter(handler__startswith="failed ")
+    assert records.count() == failing
+    assert set(records.values_list("handler", flat=True)) == {"failed RuntimeError False"}
