@@ -8,6 +8,7 @@ and in the Sphinx site); a block without one fails :func:`test_every_python_bloc
   later block can use an earlier one's names), with ``tests.urls_docs`` as the URLconf. Every
   ``test_*`` function a block defines (not one it imports) is then called with the pytest
   fixtures its parameters name, as pytest would (a coroutine function is run to its end).
+  ``KLAREFI_ENCRYPTION_KEYS`` holds a fresh key, for the ``Endpoint`` rows of the examples.
   Signal receivers the blocks connect are disconnected after the file.
 * ``<!-- example: settings -->``: settings lines, run on their own with no ``KLAREFI_*``
   variable in the environment (and a ``django-admin startproject`` project named ``mysite``
@@ -38,6 +39,7 @@ from pathlib import Path
 import pytest
 import yaml
 from asgiref.sync import async_to_sync
+from cryptography.fernet import Fernet
 from django.core import mail
 from django.core.checks.urls import check_resolver
 from django.urls import URLResolver
@@ -98,6 +100,8 @@ def receivers_left_as_they_were() -> Iterator[None]:
 def test_examples_run(path, request, settings, receivers_left_as_they_were):
     settings.KLAREFI_WEBHOOK_SECRET = "whsec_docs_examples"
     settings.ROOT_URLCONF = "tests.urls_docs"
+    # A key for the database endpoints' secrets (docs/endpoints.md), made for this run.
+    settings.KLAREFI_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     namespace: dict[str, object] = {"__name__": f"docs_example_{path.stem}"}
     for block in blocks(path):
         if block.kind is not None:
