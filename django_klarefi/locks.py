@@ -116,7 +116,7 @@ def begin_attempt(using: str, token: str) -> None:
     lasts the transaction: it works behind PgBouncer in transaction pooling too.
     """
     connection = connections[using]
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not token:
         return
     sql, params = attempt_settings_sql(token)
     with connection.cursor() as cursor:
@@ -127,8 +127,9 @@ def in_attempt_sql(using: str, token: str) -> tuple[str, list[str]]:
     """A SQL condition (and its parameters) that holds only in the transaction
     :func:`begin_attempt` (or a claim statement with :func:`attempt_settings_sql`) set
     apart as ``token``'s; ``("", [])`` where the database needs none (SQLite: a raw COMMIT
-    leaves it in autocommit, which the attempt sees)."""
-    if connections[using].vendor != "postgresql":
+    leaves it in autocommit, which the attempt sees), or for an attempt nested in another
+    transaction (``token`` is "": the outer one is set apart, if it is an attempt)."""
+    if connections[using].vendor != "postgresql" or not token:
         return "", []
     return "current_setting(%s, true) = %s", [ATTEMPT_SETTING, token]
 

@@ -39,22 +39,14 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from django_klarefi.attempts import (
-    Conflict,
-    Enqueue,
-    FirstDelivery,
-    StoredEvent,
-    enqueue_event,
-    fail_first_delivery,
-    run_attempt,
-    send_event_signals,
-)
+from django_klarefi.attempts import fail_first_delivery, run_attempt, send_event_signals
 from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
 from django_klarefi.log_fields import log_extra
 from django_klarefi.models import Event
 from django_klarefi.outcomes import EnqueueFailed, Outcome, Result
 from django_klarefi.payloads import InvalidEvent, event_fields
 from django_klarefi.records import safe_text
+from django_klarefi.starts import Conflict, Enqueue, FirstDelivery, StoredEvent, enqueue_event
 from django_klarefi.storing import (
     Found,
     SaveSignalFailed,

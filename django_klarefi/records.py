@@ -16,16 +16,17 @@ import functools
 import logging
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Field
 
+from django_klarefi.conf import conf
 from django_klarefi.locks import Lock, in_attempt_sql, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import Outcome, Result
-from django_klarefi.personal_data import error_class
+from django_klarefi.personal_data import erased_values, error_class
 from django_klarefi.storing import claim, insert_row, quoted_columns
 
 __all__ = [
@@ -77,6 +78,45 @@ class AttemptRecord:
     #: (:func:`django_klarefi.personal_data.erased_values`); empty otherwise.
     erasure: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def first(cls, event: Event, started_at: datetime, token: str) -> AttemptRecord:
+        """The record of a first delivery's attempt at ``event`` (unsaved: ``pk`` None)."""
+        return cls(
+            pk=event.pk,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            endpoint=event.endpoint,
+            attempt=1,
+            started_at=started_at,
+            deliveries=1,
+            last_received_at=event.last_received_at,
+            delivered=True,
+            inserted=True,
+            token=token,
+            erasure=_erasure(event.payload, started_at),
+        )
+
+    @classmethod
+    def next(
+        cls, row: Event, started_at: datetime, token: str, delivered_at: datetime | None
+    ) -> AttemptRecord:
+        """The record of the next attempt at the stored, locked ``row``, counting a
+        redelivery delivered at ``delivered_at`` if there is one."""
+        return cls(
+            pk=row.pk,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            endpoint=row.endpoint,
+            attempt=row.attempts + 1,
+            started_at=started_at,
+            deliveries=row.deliveries + (delivered_at is not None),
+            last_received_at=delivered_at or row.last_received_at,
+            delivered=delivered_at is not None,
+            inserted=False,
+            token=token,
+            erasure=_erasure(row.payload, started_at),
+        )
+
     def success_values(self) -> dict[str, Any]:
         return {
             "status": Status.PROCESSED,
@@ -101,17 +141,27 @@ class EventChanged(Exception):
         )
 
 
-def write_success(using: str, record: AttemptRecord) -> None:
+def _erasure(payload: Any, now: datetime) -> dict[str, Any]:
+    """What a success also writes under ``KLAREFI_PAYLOAD_RETENTION = timedelta(0)``: the
+    payload's data erased in the same UPDATE, from the payload as stored, before any
+    receiver could change it."""
+    if timedelta(0) != conf.PAYLOAD_RETENTION:
+        return {}
+    return erased_values(payload, now)
+
+
+def write_success(using: str, record: AttemptRecord, *, erase: bool = True) -> None:
     """Record a successful attempt on its row, in the attempt's transaction, with the
-    record's values; ``EventChanged`` if the row is gone, has another event id or
-    endpoint, or the attempt's transaction has ended.
+    record's values (and its erasure, unless ``erase`` is false: written before the
+    receivers run, the row keeps their data); ``EventChanged`` if the row is gone, has
+    another event id or endpoint, or the attempt's transaction has ended.
 
     One UPDATE by primary key, its SQL built once per database and set of columns (the
     ORM's ``update()`` would cost more CPU than the statement itself, on every delivery).
     """
     assert record.pk is not None
     connection = connections[using]
-    values = {**record.success_values(), **record.erasure}
+    values = {**record.success_values(), **(record.erasure if erase else {})}
     columns = tuple(values)
     condition, condition_params = in_attempt_sql(using, record.token)
     sql = _success_sql(connection.alias, connection.vendor, columns, condition)

@@ -23,6 +23,7 @@ from django.db.models.sql import InsertQuery
 from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
 from django_klarefi.locks import attempt_settings_sql
 from django_klarefi.models import Event
+from django_klarefi.transaction_state import ensure_committable
 
 __all__ = [
     "ADVISORY_LOCK_CLASS",
@@ -31,6 +32,7 @@ __all__ = [
     "claim",
     "claim_key",
     "count_processed_redelivery",
+    "has_save_receivers",
     "insert_or_count",
     "insert_row",
     "needs_transaction",
@@ -51,7 +53,7 @@ class SaveSignalFailed(Exception):
     new event's row was inserted: user code, failed like any receiver of the event's own
     signals."""
 
-    def __init__(self, error: Exception):
+    def __init__(self, error: BaseException):
         super().__init__(repr(type(error)))
         self.error = error
 
@@ -114,6 +116,12 @@ def insert_or_count(using: str, event: Event, *, attempt: str | None = None) -> 
     return found
 
 
+def has_save_receivers() -> bool:
+    """Whether a ``pre_save`` or ``post_save`` receiver is connected to ``Event``: user code
+    that runs with a new event's INSERT, and may write to its row."""
+    return signals.pre_save.has_listeners(Event) or signals.post_save.has_listeners(Event)
+
+
 def needs_transaction() -> bool:
     """Whether a caller in autocommit (task mode) must wrap :func:`insert_or_count` in a
     transaction of its own: when a ``pre_save`` receiver runs before an INSERT that may
@@ -122,7 +130,7 @@ def needs_transaction() -> bool:
     committed behind the error). Otherwise each of its statements stands alone: on SQLite
     the count, then the INSERT, each in autocommit (a race between them ends in the
     INSERT's ``IntegrityError``, and the delivery is counted then)."""
-    return signals.pre_save.has_listeners(Event) or signals.post_save.has_listeners(Event)
+    return has_save_receivers()
 
 
 def claim(using: str, endpoint: str, event_id: str) -> bool:
@@ -230,11 +238,17 @@ def insert_row(using: str, event: Event) -> None:
 
 
 def _send_save_signal(signal: signals.ModelSignal, event: Event, using: str, **extra: Any) -> None:
+    """Send ``signal`` for ``event``'s INSERT, as ``save()`` does: its receivers are user
+    code, so whatever they raise (``SystemExit`` included) or leave broken (a database
+    error caught without an atomic block of its own) is :class:`SaveSignalFailed`."""
+    if not signal.has_listeners(Event):
+        return
     try:
         signal.send(
             sender=Event, instance=event, raw=False, using=using, update_fields=None, **extra
         )
-    except Exception as exc:
+        ensure_committable(using)  # always in a transaction: see needs_transaction
+    except BaseException as exc:
         raise SaveSignalFailed(exc) from exc
 
 

@@ -131,18 +131,19 @@ def answer_delivery(
     """
     try:
         return _answer(body, signature_header, client or "unknown", endpoint)
-    except (SystemExit, KeyboardInterrupt) as exc:
-        # Raised by a receiver (processing has recorded it as the event's failure): a
-        # receiver stopping is not the server stopping. A server that stops its worker
-        # this way, as gunicorn's quit does, has marked it to exit after this answer.
+    except Exception:
+        logger.exception("Klarefi webhook failed unexpectedly; answered 500 so it is retried.")
+        return _json(500, {"error": "internal_error"})
+    except BaseException as exc:
+        # SystemExit, KeyboardInterrupt, CancelledError: raised by a receiver (processing
+        # has recorded it as the event's failure), and a receiver stopping is not the
+        # server stopping. A server that stops its worker this way, as gunicorn's quit
+        # does, has marked it to exit after this answer.
         logger.error(
             "Klarefi webhook: %s was raised while it was processed; answered 500 so it is retried.",
             type(exc).__name__,
         )
         return _json(500, {"error": "receiver_exit"})
-    except Exception:
-        logger.exception("Klarefi webhook failed unexpectedly; answered 500 so it is retried.")
-        return _json(500, {"error": "internal_error"})
 
 
 def _answer(body: bytes, signature_header: str | None, client: str, name: str) -> HttpResponse:

@@ -132,9 +132,9 @@ def test_the_attempt_records_its_own_values_whatever_the_receiver_does(
     assert_never_run_again(client, handlers)
 
 
-def test_a_refreshed_event_shows_the_row_as_the_attempts_transaction_has_it(client, handlers):
-    # Documented: a first delivery's row is inserted as the attempt records it; a stored
-    # event's record is written after the receivers return.
+def test_a_refreshed_event_shows_the_attempts_record(client, handlers):
+    # Documented: the row is written with the attempt's record before the receivers run (a
+    # first delivery's INSERT; a stored event's UPDATE after its lock).
     seen = []
 
     def refresh_and_look(event):
@@ -148,7 +148,7 @@ def test_a_refreshed_event_shows_the_row_as_the_attempts_transaction_has_it(clie
     handlers.fail_with = None
     handlers.on_call = once(refresh_and_look)
     post_event(client, case_completed())
-    assert seen == [("processed", 1), ("processed", 1), ("processed", 2), ("failed", 1)]
+    assert seen == [("processed", 1), ("processed", 1), ("processed", 2), ("processed", 2)]
 
 
 def test_a_receiver_may_save_fields_that_are_not_bookkeeping(client, handlers):

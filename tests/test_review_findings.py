@@ -23,7 +23,6 @@ from django.test import override_settings
 
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event
-from django_klarefi.signals import event_received
 from django_klarefi.testing import post_event
 from tests.testapp.models import HandlerRecord
 
@@ -220,23 +219,6 @@ def raw_dbapi_update(event):
         )
     finally:
         cursor.close()
-
-
-def test_a_raw_dbapi_write_on_a_first_delivery_is_written_over_like_any_other(client):
-    # Documented: a queryset update() of the row has its bookkeeping written over by the
-    # record; so it is for a redelivery (whose UPDATE always runs). A first delivery skips
-    # its UPDATE when no statement was counted, and a raw DB-API statement is not counted.
-    # (Only this receiver is connected: the handlers fixture's receivers use the ORM.)
-    def receiver(sender, event, **kwargs):
-        raw_dbapi_update(event)
-
-    event_received.connect(receiver, dispatch_uid="review-raw")
-    try:
-        assert post_event(client, case_completed()).json()["status"] == "processed"
-    finally:
-        event_received.disconnect(dispatch_uid="review-raw")
-    event = Event.objects.get()
-    assert (event.status, event.attempts) == ("processed", 1)
 
 
 def test_a_post_save_receivers_update_of_bookkeeping_is_written_over_like_any_other(client):
