@@ -135,7 +135,14 @@ def test_the_wheel_metadata_names_the_license_version_and_user_extras_only(wheel
     assert metadata["Version"] == VERSION
     assert metadata["License-Expression"] == "MIT"
     assert metadata.get_all("License-File") == ["LICENSE"]
-    assert sorted(metadata.get_all("Provides-Extra")) == ["drf", "progress", "spectacular", "tasks"]
+    assert sorted(metadata.get_all("Provides-Extra")) == [
+        "drf",
+        "encryption",
+        "progress",
+        "prometheus",
+        "spectacular",
+        "tasks",
+    ]
     assert metadata.get_all("Project-URL") is None
     assert metadata["Requires-Dist"].startswith("Django>=5.2")
     with zipfile.ZipFile(wheel) as archive:

@@ -126,6 +126,7 @@ def test_openapi_schema_validates_with_the_signature_security_scheme(tmp_path):
         "is_test",
         "received_after",
         "received_before",
+        "endpoint",
     } == set(parameters)
     assert parameters["received_after"]["schema"] == {"type": "string", "format": "date-time"}
     assert parameters["status"]["schema"]["enum"] == ["pending", "processed", "failed"]
@@ -144,6 +145,7 @@ def test_openapi_schema_validates_with_the_signature_security_scheme(tmp_path):
         "case_id",
         "session_id",
         "event_id",
+        "endpoint",
     }
     assert erase["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/EraseResult"
