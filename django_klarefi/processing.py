@@ -88,9 +88,10 @@ def receive_event(
     ``enqueue``. An event is one per endpoint: the same id delivered to two endpoints is
     two events.
 
-    A new event costs one transaction: the INSERT (on PostgreSQL in one statement with a
-    claim on the event id, see :func:`django_klarefi.storing.insert_or_count`), the
-    handlers, the attempt's record, the COMMIT; queued, the INSERT alone. A redelivery of
+    A new event costs one transaction: the INSERT, with the attempt's record (on
+    PostgreSQL in one statement with a claim on the event id, see
+    :func:`django_klarefi.storing.insert_or_count`), the handlers, the record again if
+    they ran statements of their own, the COMMIT; queued, the INSERT alone. A redelivery of
     a processed event is counted by one UPDATE (on PostgreSQL, that same statement), and
     never waits on handlers running elsewhere. Raises :class:`InvalidEvent` for a payload
     that cannot be stored, and ``DatabaseError`` when the database cannot be reached:

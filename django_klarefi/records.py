@@ -232,6 +232,7 @@ def write_failure(
         if not _claim_free(using, record.endpoint, record.event_id):
             return Result(Outcome.FAILED, record.event_id)
         # Stored meanwhile by a concurrent delivery: count this attempt on that row.
+    _leave_to_other(record.event_id, "its row was stored and gone again each time")
     return Result(Outcome.FAILED, record.event_id)
 
 

@@ -88,9 +88,11 @@ def process_event_task(event_pk: str) -> str:
     exceptions (ImmediateBackend swallows them): a handler failure is an outcome,
     ``"failed"``, not an exception. A task for an event that is already processed does
     nothing (``"already_processed"``), so duplicate enqueues are harmless; one for an
-    event that was deleted does nothing either (``"missing"``). Only an error of the
-    database itself propagates, and then the event stays as it was, for a redelivery or
-    ``klarefi_reprocess --pending`` to pick up.
+    event that was deleted does nothing either (``"missing"``), nor does one whose
+    personal data was erased (``"erased"``). Only an error of the database itself
+    propagates, and then the event stays as it was, for a redelivery or
+    ``klarefi_reprocess --pending`` to pick up; and a receiver's ``SystemExit`` or
+    ``KeyboardInterrupt``, once its failure is recorded, so that the worker stops as asked.
     """
     # Read from the database that processing writes to: a replica may not have the row yet.
     using = router.db_for_write(Event)

@@ -1,12 +1,7 @@
-"""Findings of a hostile review of the processing core (branch ``review``).
-
-Each test is a minimal reproduction of a break of "no event lost, none handled twice,
-bookkeeping never decided by receivers", written against the promise as documented
-(docs/how-it-works.md, "What a receiver may do to its event"). They fail on the core as
-reviewed; each names the path and the database it breaks on. Run on both databases:
-
-    KLAREFI_TEST_DB=sqlite   .venv/bin/python -m pytest tests/test_review_findings.py -q
-    KLAREFI_TEST_DB=postgres .venv/bin/python -m pytest tests/test_review_findings.py -q
+"""Receivers that break things in less obvious ways, found by a hostile review of the
+processing core: each test reproduced a break of "no event lost, none handled twice,
+bookkeeping never decided by receivers" (docs/how-it-works.md, "What a receiver may do to
+its event") before its fix. Both databases.
 """
 
 from __future__ import annotations
