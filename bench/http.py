@@ -10,6 +10,12 @@ interleaved, ``--rounds`` rounds per target, the order alternating (A B, B A, ..
 CPU time of the gunicorn processes (master and workers, from /proc) is read around each
 window.
 
+Targets: the baseline; the receiver's ``default`` endpoint (``klarefi``); and, unless
+``--endpoints`` says otherwise, an endpoint defined in ``KLAREFI_ENDPOINTS`` (``settings``)
+and one in the database with an encrypted secret (``database``): issue 16 §6,
+``bench/endpoint_targets.py``. Each target's ratio is taken against the baseline's window of
+the same round; the SQL statements per delivery to each endpoint are counted in process.
+
 Paths: *new* (sync processing), *redelivery* (each event the target accepted in its new
 window, sent again, in a loop), and *task* (a second server with
 ``KLAREFI_PROCESSING = "task"`` on the Tasks framework's DummyBackend, which only
@@ -50,11 +56,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:1] = [str(ROOT)]
 
-from bench import recorded  # noqa: E402
+from bench import endpoint_targets, recorded  # noqa: E402
 from bench.run import SAFE_PG_NAME, bench_database, setup_django  # noqa: E402
 
 TARGETS = ("baseline", "klarefi")
-URLS = {"baseline": "/baseline/", "klarefi": "/webhooks/klarefi/"}
+ENDPOINT_TARGETS = ("settings", "database")
+URLS = {"baseline": "/baseline/", **endpoint_targets.URLS}
 SCRIPT = ROOT / "bench" / "wrk_corpus.lua"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -72,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-rate", type=int, default=6000, help="requests/s the corpus is sized for"
     )
     parser.add_argument("--no-task", action="store_true", help="skip task mode")
+    parser.add_argument(
+        "--endpoints", nargs="*", choices=ENDPOINT_TARGETS, default=list(ENDPOINT_TARGETS),
+        help="the endpoints measured besides default (default: both; none: --endpoints)",
+    )  # fmt: skip
     parser.add_argument("--pg-name", default="klarefi_bench_http")
     recorded.add_results_argument(parser)
     parser.add_argument("--measure-one", choices=("sqlite", "postgres"), help=argparse.SUPPRESS)
@@ -99,7 +110,7 @@ class Corpus:
 
         self.body_bytes = body_bytes
         self.directory = directory
-        self.secret = settings.KLAREFI_WEBHOOK_SECRET
+        self.secret = settings.KLAREFI_WEBHOOK_SECRET  # default's; write() takes another
         self.sign = sign_webhook_payload
         self.sample = sample_event
         self.run = datetime.now(UTC).strftime("%H%M%S")
@@ -113,8 +124,11 @@ class Corpus:
         payload["data"]["extracted_text"] = "x" * max(0, self.body_bytes - short)
         return json.dumps(payload, separators=(",", ":")).encode()
 
-    def write(self, prefix: str, count: int) -> tuple[Path, dict[str, bytes]]:
-        """A corpus file of ``count`` new events; their lines by event id."""
+    def write(
+        self, prefix: str, count: int, secret: str | None = None
+    ) -> tuple[Path, dict[str, bytes]]:
+        """A corpus file of ``count`` new events signed with ``secret`` (default's); their
+        lines by event id."""
         self.files += 1
         path = self.directory / f"corpus_{self.files}.txt"
         lines = {}
@@ -122,7 +136,8 @@ class Corpus:
             for number in range(count):
                 event_id = f"evt_{prefix}_{self.run}_{self.files}_{number}"
                 body = self.body(event_id)
-                line = self.sign(body, self.secret).encode() + b"\t" + body + b"\n"
+                signature = self.sign(body, secret or self.secret)
+                line = signature.encode() + b"\t" + body + b"\n"
                 lines[event_id] = line
                 out.write(line)
         return path, lines
@@ -290,10 +305,15 @@ def window(
 class Ledger:
     """What each target accepted, to check against the tables afterwards."""
 
-    new: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TARGETS, 0))
-    redelivered: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TARGETS, 0))
+    targets: tuple[str, ...] = TARGETS
+    new: dict[str, int] = field(default_factory=dict)
+    redelivered: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     windows: int = 0
+
+    def __post_init__(self) -> None:
+        self.new = dict.fromkeys(self.targets, 0)
+        self.redelivered = dict.fromkeys(self.targets, 0)
 
     def record(self, measured: Window) -> None:
         self.windows += 1
@@ -325,17 +345,20 @@ def serve_rounds(
     args: argparse.Namespace, corpus: Corpus, processing: str, paths: list[str], log: Path
 ) -> tuple[list[Window], Ledger]:
     windows: list[Window] = []
-    ledger = Ledger()
+    targets = targets_of(args)
+    ledger = Ledger(targets)
     per_window = int(args.max_rate * args.seconds)
     with gunicorn(args, processing, log) as (base, master):
-        for target in TARGETS:  # warm-up: imports, connections, caches; not measured
-            warm, _ = corpus.write(f"{processing}_warm_{target}", int(args.max_rate * 2))
+        for target in targets:  # warm-up: imports, connections, caches; not measured
+            warm, _ = corpus.write(
+                f"{processing}_warm_{target}", int(args.max_rate * 2), _secret(target)
+            )
             ledger.record(window(args, base, master, target, "warm-up", warm, seconds=2))
         for number in range(args.rounds):
-            order = TARGETS if number % 2 == 0 else TARGETS[::-1]
+            order = targets if number % 2 == 0 else targets[::-1]
             for target in order:
                 prefix = f"evt_{processing}_r{number}_{target}"
-                path, lines = corpus.write(prefix.removeprefix("evt_"), per_window)
+                path, lines = corpus.write(prefix.removeprefix("evt_"), per_window, _secret(target))
                 first = window(args, base, master, target, paths[0], path)
                 ledger.record(first)
                 windows.append(first)
@@ -348,6 +371,15 @@ def serve_rounds(
     return windows, ledger
 
 
+def targets_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """The baseline, default, then the endpoints measured (``--endpoints``)."""
+    return (*TARGETS, *(t for t in ENDPOINT_TARGETS if t in args.endpoints))
+
+
+def _secret(target: str) -> str | None:
+    return None if target in TARGETS else endpoint_targets.secret(target)
+
+
 def check_tables(ledgers: list[tuple[str, Ledger]], connections: int) -> list[str]:
     """Every accepted new event stored once; every accepted redelivery counted on its row."""
     from django.db.models import Count, Sum
@@ -356,33 +388,41 @@ def check_tables(ledgers: list[tuple[str, Ledger]], connections: int) -> list[st
     from django_klarefi.models import Event
 
     problems = [problem for _, ledger in ledgers for problem in ledger.problems]
-    accepted = {t: sum(ledger.new[t] for _, ledger in ledgers) for t in TARGETS}
-    redelivered = sum(ledger.redelivered["klarefi"] for _, ledger in ledgers)
+    targets = ledgers[0][1].targets
+    receivers = [target for target in targets if target != "baseline"]
+    accepted = {t: sum(ledger.new[t] for _, ledger in ledgers) for t in targets}
+    redelivered = {t: sum(ledger.redelivered[t] for _, ledger in ledgers) for t in receivers}
     # wrk counts the answers it read; when a window ends it closes its connections with up
     # to one request each still in the server, which is stored but not counted. So each
     # table holds the accepted events plus at most that many more, never fewer, and the
     # unique event_id keeps every one of them stored once.
     windows = sum(ledger.windows for _, ledger in ledgers)
     slack = windows * connections
-    counted = {
-        "baseline": BaselineEvent.objects.count(),
-        "klarefi": Event.objects.count(),
-    }
-    for target in TARGETS:
+    counted = {"baseline": BaselineEvent.objects.count()}
+    for target in receivers:
+        name = endpoint_targets.ENDPOINT_NAMES[target]
+        counted[target] = Event.objects.filter(endpoint=name).count()
+    if sum(counted[t] for t in receivers) != Event.objects.count():
+        problems.append("klarefi: events stored for an endpoint that was not measured")
+    for target in targets:
         extra = counted[target] - accepted[target]
         if not 0 <= extra <= slack:
             problems.append(
                 f"{target}: {counted[target]} rows for {accepted[target]} accepted "
                 f"(at most {slack} more allowed, in flight when wrk stopped)"
             )
-    deliveries = Event.objects.aggregate(total=Sum("deliveries"))["total"] or 0
-    extra = deliveries - accepted["klarefi"] - redelivered
-    if not 0 <= extra <= slack:
-        problems.append(
-            f"klarefi: {deliveries} deliveries counted for "
-            f"{accepted['klarefi'] + redelivered} accepted"
-        )
-    duplicated = Event.objects.values("event_id").annotate(n=Count("pk")).filter(n__gt=1).exists()
+    for target in receivers:
+        rows = Event.objects.filter(endpoint=endpoint_targets.ENDPOINT_NAMES[target])
+        deliveries = rows.aggregate(total=Sum("deliveries"))["total"] or 0
+        extra = deliveries - accepted[target] - redelivered[target]
+        if not 0 <= extra <= slack:
+            problems.append(
+                f"{target}: {deliveries} deliveries counted for "
+                f"{accepted[target] + redelivered[target]} accepted"
+            )
+    duplicated = (
+        Event.objects.values("endpoint", "event_id").annotate(n=Count("pk")).filter(n__gt=1)
+    ).exists()
     if duplicated:
         problems.append("klarefi: an event_id is stored twice")
     for processing, _ in ledgers:
@@ -398,9 +438,13 @@ def check_tables(ledgers: list[tuple[str, Ledger]], connections: int) -> list[st
 # --- the results ---------------------------------------------------------------------------
 
 
-def ratios(windows: list[Window], path: str) -> dict[str, Any]:
-    rounds: dict[str, list[Window]] = {t: [w for w in windows if w.target == t] for t in TARGETS}
-    rounds = {t: [w for w in ws if w.path == path] for t, ws in rounds.items()}
+def ratios(windows: list[Window], path: str, target: str = "klarefi") -> dict[str, Any]:
+    """``target`` against the baseline on ``path``: each round's ratio, and their medians.
+
+    The result keeps the key ``klarefi`` for the receiver, whichever endpoint it is.
+    """
+    pair = {"baseline": "baseline", "klarefi": target}
+    rounds = {t: [w for w in windows if w.target == pair[t] and w.path == path] for t in TARGETS}
     pairs = list(zip(rounds["baseline"], rounds["klarefi"], strict=True))
     return {
         "rps_ratio": statistics.median(k.rate / b.rate for b, k in pairs),
@@ -411,14 +455,20 @@ def ratios(windows: list[Window], path: str) -> dict[str, Any]:
         },
         "p99_ms": {t: statistics.median(w.p99_ms for w in rounds[t]) for t in TARGETS},
         "rounds": [round(k.rate / b.rate, 3) for b, k in pairs],
+        "cpu_rounds": [round(k.cpu_per_request / b.cpu_per_request, 3) for b, k in pairs],
     }
 
 
 def measure(args: argparse.Namespace, db: str) -> dict[str, Any]:
     """Both servers' rounds on one fresh database, and the checks; in this process."""
     bench_args = argparse.Namespace(db=db, pg_name=args.pg_name, sqlite_path=None)
+    args.endpoints, skipped = endpoint_targets.usable_targets(args.endpoints)
+    if skipped:
+        print(f"{db}: {skipped}", file=sys.stderr, flush=True)
     with bench_database(bench_args), tempfile.TemporaryDirectory() as temp:
         setup_django()
+        if "database" in args.endpoints:
+            endpoint_targets.create_database_endpoint()
         corpus = Corpus(args.body_bytes, Path(temp))
         log = ROOT / ".artifacts" / f"bench-gunicorn-{db}.log"
         log.parent.mkdir(exist_ok=True)
@@ -426,17 +476,31 @@ def measure(args: argparse.Namespace, db: str) -> dict[str, Any]:
         print(f"{db}: sync mode ...", file=sys.stderr, flush=True)
         windows, ledger = serve_rounds(args, corpus, "sync", ["new", "redelivery"], log)
         ledgers = [("sync", ledger)]
-        paths = {"new": ratios(windows, "new"), "redelivery": ratios(windows, "redelivery")}
+        names = ["new", "redelivery"]
         if not args.no_task:
             print(f"{db}: task mode ...", file=sys.stderr, flush=True)
             task_windows, task_ledger = serve_rounds(args, corpus, "task", ["task"], log)
             ledgers.append(("task", task_ledger))
-            paths["task"] = ratios(task_windows, "task")
+            windows += task_windows
+            names.append("task")
+        paths = {path: ratios(windows, path) for path in names}
+        endpoints = {
+            target: {path: ratios(windows, path, target) for path in names}
+            for target in args.endpoints
+        }
         problems = check_tables(ledgers, args.connections)
+        # After the checks, which count every row: these deliveries add their own.
+        statements = endpoint_targets.count_statements(["klarefi", *args.endpoints])
         from django.db import connections
 
         connections.close_all()
-    return {"paths": paths, "problems": problems}
+    return {
+        "paths": paths,
+        "endpoints": endpoints,
+        "endpoint_names": {t: endpoint_targets.ENDPOINT_NAMES[t] for t in args.endpoints},
+        "statements": statements,
+        "problems": problems,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -449,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     command = recorded.command_line(__file__, given)
     settings = {
         name: getattr(args, name)
-        for name in ("workers", "threads", "connections", "rounds", "seconds", "body_bytes")
-    }
+        for name in (
+            "workers", "threads", "connections", "rounds", "seconds", "body_bytes", "endpoints"
+        )
+    }  # fmt: skip
     problems = False
     for db in args.db:
         with tempfile.NamedTemporaryFile(suffix=".json") as raw:
@@ -459,10 +525,11 @@ def main(argv: list[str] | None = None) -> int:
             measured = json.loads(Path(raw.name).read_text())
         recorded.write(args.results, f"http-{db}", {"settings": settings, **measured}, command)
         problems = problems or bool(measured["problems"])
-    from bench.targets import ingest
+    from bench.targets import endpoints, ingest
 
     found = recorded.read_all(args.results)
-    for row in ingest.rows({name: found[name] for name in found if name.startswith("http-")}):
+    http = {name: found[name] for name in found if name.startswith("http-")}
+    for row in ingest.rows(http) + endpoints.rows(http):
         if row.at in {ingest.DATABASES[db] for db in args.db}:
             print(f"{row.at}: {row.what}: {row.measured or '-'} [{row.target}: {row.verdict}]")
     return 1 if problems else 0

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:1] = [str(ROOT)]
 
 from bench import recorded  # noqa: E402
-from bench.targets import commands, ingest, operating, payloads, tables  # noqa: E402
+from bench.targets import commands, endpoints, ingest, operating, payloads, tables  # noqa: E402
 from bench.targets.rows import MET, MISSED, NOT_MEASURED, Row  # noqa: E402
 
-SECTIONS = (ingest, tables, commands, payloads, operating)
+SECTIONS = (ingest, endpoints, tables, commands, payloads, operating)
 
 
 def all_rows(results: dict[str, dict[str, Any]]) -> list[Row]:

@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:1] = [str(ROOT)]
 
 VIEWS = ("baseline", "klarefi")
-PATHS = {"baseline": "/baseline/", "klarefi": "/webhooks/klarefi/"}
+PATHS = {"baseline": "/baseline/", "klarefi": "/webhooks/klarefi"}
 SCENARIOS = ("new", "redelivery", "task")
 SCENARIO_TITLES = {
     "new": "new event",

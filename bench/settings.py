@@ -70,6 +70,11 @@ except ImportError:  # Django 5.2: the django-tasks backport
 TASKS = {"default": {"BACKEND": f"{_TASKS_PACKAGE}.backends.dummy.DummyBackend"}}
 
 KLAREFI_WEBHOOK_SECRET = "whsec_bench_secret_not_real"
+# Issue 16: bench/http.py also measures an endpoint defined here and one in the database
+# (bench/endpoint_targets.py), whose secret is encrypted with a key made for the run.
+KLAREFI_ENDPOINTS = {"eu": {"SECRET": "whsec_bench_eu_not_real"}}
+if os.environ.get("KLAREFI_BENCH_ENCRYPTION_KEY"):
+    KLAREFI_ENCRYPTION_KEYS = [os.environ["KLAREFI_BENCH_ENCRYPTION_KEY"]]
 
 LOGGING = {
     "version": 1,

@@ -116,6 +116,10 @@ ADMIN_VIEWS = (
 )  # fmt: skip
 API_VIEWS = ("first page", "page 20 (following next)", "deep cursor (oldest tenth)")
 HTTP_CHECK = "every answer 2xx; every accepted event stored exactly once; every redelivery counted"
+#: Issue 16 §6: an endpoint in the settings and one in the database, beside default.
+ENDPOINTS = ("settings endpoint", "database endpoint")
+ENDPOINT_RATIO = "{endpoint}, {path}: requests/s ratio vs the default endpoint's"
+ENDPOINT_STATEMENTS = "{endpoint}: SQL statements per delivery vs the default endpoint's"
 #: Every row the report must have, by section: (what, how many times).
 EXPECTED = {
     "§1": [
@@ -125,6 +129,12 @@ EXPECTED = {
             for measure in ("requests/s", "server CPU per request")
         ),
         (HTTP_CHECK, 2),
+        *(
+            (ENDPOINT_RATIO.format(endpoint=endpoint, path=path), 2)
+            for endpoint in ENDPOINTS
+            for path in HTTP_PATHS
+        ),
+        *((ENDPOINT_STATEMENTS.format(endpoint=endpoint), 2) for endpoint in ENDPOINTS),
     ],
     "§2": [
         ("ingest rate vs the empty table's", 2),
@@ -247,6 +257,13 @@ def assert_http_targets_are_marked(rows: list[dict[str, str]], db: str) -> None:
         # A redelivery's CPU has no target of its own: it is shown, not judged.
         assert cpu in ({"reported"} if path == "redelivery" else {"**met**", "**missed**"})
     assert verdicts[HTTP_CHECK] == "**met**"
+    for endpoint in ENDPOINTS:
+        for path in HTTP_PATHS:
+            ratio = verdicts[ENDPOINT_RATIO.format(endpoint=endpoint, path=path)]
+            assert ratio in {"**met**", "**missed**"}
+        # Counted, not timed: a settings endpoint runs no more statements than default,
+        # and a database endpoint, once cached, adds no query.
+        assert verdicts[ENDPOINT_STATEMENTS.format(endpoint=endpoint)] == "**met**"
 
 
 @pytest.mark.slow
