@@ -29,7 +29,8 @@ PROGRESS_PREFIX = "reprocess: "
 
 
 def make_failed(rows: int) -> int:
-    """Exactly ``rows`` failed events (the lowest ids), every other event processed."""
+    """Exactly ``rows`` failed events (the lowest ids whose payload was not erased: an
+    erased event is never run again), every other event processed."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -38,7 +39,8 @@ def make_failed(rows: int) -> int:
         )
         cursor.execute(
             "UPDATE django_klarefi_event SET status = 'failed', processed_at = NULL WHERE id IN "
-            "(SELECT id FROM django_klarefi_event ORDER BY id LIMIT %s)",
+            "(SELECT id FROM django_klarefi_event WHERE payload_erased_at IS NULL "
+            "ORDER BY id LIMIT %s)",
             [rows],
         )
         failed: int = cursor.rowcount

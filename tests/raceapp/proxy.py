@@ -30,6 +30,9 @@ class _Link:
         self.sockets = (client, server)
         self.flowing = threading.Event()
         self.flowing.set()
+        # Held by a pump while it reads and forwards: freeze() takes it after clearing
+        # flowing, so that no read already past the check carries a byte (or a close) on.
+        self.gate = threading.Lock()
 
     def close(self) -> None:
         self.flowing.set()  # wakes its pumps, which then find the sockets closed
@@ -83,6 +86,8 @@ class CuttableProxy:
             links = list(self._links)
         for link in links:
             link.flowing.clear()
+            with link.gate:  # until a read already under way has been carried
+                pass
         return len(links)
 
     def thaw(self) -> None:
@@ -128,12 +133,16 @@ class CuttableProxy:
                 # A frozen link reads nothing, so that neither data nor a close gets through.
                 link.flowing.wait()
                 readable, _, _ = select.select([source], [], [], _POLL_SECONDS)
-                if not readable or not link.flowing.is_set():
+                if not readable:
                     continue
-                data = source.recv(65536)
+                with link.gate:
+                    if not link.flowing.is_set():
+                        continue
+                    data = source.recv(65536)
+                    if data:
+                        target.sendall(data)
                 if not data:
                     break
-                target.sendall(data)
         except (OSError, ValueError):  # ValueError: select() on a socket closed meanwhile
             pass
         finally:
