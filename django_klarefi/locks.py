@@ -2,9 +2,9 @@
 
 :func:`lock_event` locks a stored event's row for an attempt (``NOWAIT``): a second attempt
 at the same event elsewhere gets :attr:`Lock.BUSY` at once instead of waiting. The claim on
-a new event's id, the other way a delivery avoids waiting, is part of its INSERT (see
-:mod:`django_klarefi.storing`). SQLite has no row locks: it writes one transaction at a
-time, and :func:`lock_event` falls back to that.
+a new event's id (an advisory lock, :func:`claim`), the other way a delivery avoids waiting,
+is taken with its INSERT (see :mod:`django_klarefi.storing`). SQLite has no row locks: it
+writes one transaction at a time, and :func:`lock_event` falls back to that.
 
 :func:`begin_attempt` bounds how long these locks can outlive a process that stopped
 talking to PostgreSQL mid-attempt (a frozen host, a partition): see
@@ -21,13 +21,17 @@ from django.db import DatabaseError, connections
 from django.db.models import F
 
 from django_klarefi.conf import DEFAULT_IDLE_TRANSACTION_TIMEOUT, conf
+from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
 from django_klarefi.models import Event
 
 __all__ = [
+    "ADVISORY_LOCK_CLASS",
     "ATTEMPT_SETTING",
     "Lock",
     "attempt_settings_sql",
     "begin_attempt",
+    "claim",
+    "claim_key",
     "idle_timeout_ms",
     "in_attempt_sql",
     "is_lock_not_available",
@@ -76,6 +80,32 @@ def lock_event(using: str, endpoint: str, event_id: str) -> Event | Lock:
 #: a receiver that ran a raw ``COMMIT`` or ``ROLLBACK`` has ended the attempt's
 #: transaction (and its locks), even if the driver has begun another since.
 ATTEMPT_SETTING = "django_klarefi.attempt"
+
+
+# The first key of django-klarefi's PostgreSQL advisory locks (the second is a hash of the
+# event id), so that they do not meet the advisory locks of other code: "klar" in ASCII.
+ADVISORY_LOCK_CLASS = 0x6B6C6172
+
+
+def claim(using: str, endpoint: str, event_id: str) -> bool:
+    """On PostgreSQL, claim the endpoint's ``event_id`` for this transaction; False when
+    another holds it. Elsewhere always True (SQLite writes one transaction at a time)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+            [ADVISORY_LOCK_CLASS, claim_key(endpoint, event_id)],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def claim_key(endpoint: str, event_id: str) -> str:
+    """What a claim hashes: the event id, after the endpoint's name unless it is the
+    default one (so that the default endpoint's claims are those of the release before
+    endpoints, which may still serve during a deploy). Names are slugs, with no colon."""
+    return event_id if endpoint == DEFAULT_ENDPOINT else f"{endpoint}:{event_id}"
 
 
 def idle_timeout_ms() -> int | None:

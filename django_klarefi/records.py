@@ -23,11 +23,11 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import Field
 
 from django_klarefi.conf import conf
-from django_klarefi.locks import Lock, in_attempt_sql, lock_event
+from django_klarefi.locks import Lock, claim, in_attempt_sql, lock_event
 from django_klarefi.models import Event
 from django_klarefi.outcomes import Outcome, Result
 from django_klarefi.personal_data import erased_values, error_class
-from django_klarefi.storing import claim, insert_row, quoted_columns
+from django_klarefi.storing import insert_row, quoted_columns
 
 __all__ = [
     "MAX_ERROR_CHARS",

@@ -20,17 +20,13 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import signals
 from django.db.models.sql import InsertQuery
 
-from django_klarefi.endpoint_settings import DEFAULT_ENDPOINT
-from django_klarefi.locks import attempt_settings_sql
+from django_klarefi.locks import ADVISORY_LOCK_CLASS, attempt_settings_sql, claim_key
 from django_klarefi.models import Event
 from django_klarefi.transaction_state import ensure_committable
 
 __all__ = [
-    "ADVISORY_LOCK_CLASS",
     "Found",
     "SaveSignalFailed",
-    "claim",
-    "claim_key",
     "count_processed_redelivery",
     "has_save_receivers",
     "insert_or_count",
@@ -39,10 +35,6 @@ __all__ = [
 ]
 
 Status = Event.Status
-
-# The first key of django-klarefi's PostgreSQL advisory locks (the second is a hash of the
-# event id), so that they do not meet the advisory locks of other code: "klar" in ASCII.
-ADVISORY_LOCK_CLASS = 0x6B6C6172
 
 # A compiled one-row INSERT: "INSERT INTO t (columns)", its placeholders, their values.
 _InsertParts = tuple[str, str, list[Any]]
@@ -131,27 +123,6 @@ def needs_transaction() -> bool:
     the count, then the INSERT, each in autocommit (a race between them ends in the
     INSERT's ``IntegrityError``, and the delivery is counted then)."""
     return has_save_receivers()
-
-
-def claim(using: str, endpoint: str, event_id: str) -> bool:
-    """On PostgreSQL, claim the endpoint's ``event_id`` for this transaction; False when
-    another holds it. Elsewhere always True (SQLite writes one transaction at a time)."""
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
-            [ADVISORY_LOCK_CLASS, claim_key(endpoint, event_id)],
-        )
-        return bool(cursor.fetchone()[0])
-
-
-def claim_key(endpoint: str, event_id: str) -> str:
-    """What a claim hashes: the event id, after the endpoint's name unless it is the
-    default one (so that the default endpoint's claims are those of the release before
-    endpoints, which may still serve during a deploy). Names are slugs, with no colon."""
-    return event_id if endpoint == DEFAULT_ENDPOINT else f"{endpoint}:{event_id}"
 
 
 def count_processed_redelivery(using: str, endpoint: str, event_id: str, now: datetime) -> bool:

@@ -21,9 +21,10 @@ from django.db.models.signals import post_save, pre_save
 from django.test import override_settings
 from django.utils import timezone
 
+from django_klarefi.locks import ADVISORY_LOCK_CLASS
 from django_klarefi.models import Event
 from django_klarefi.processing import Outcome, process_event
-from django_klarefi.storing import ADVISORY_LOCK_CLASS, _insert_parts
+from django_klarefi.storing import _insert_parts
 from django_klarefi.testing import post_event
 from tests.testapp.models import EventNote
 
