@@ -274,8 +274,8 @@ def _write_erased(rows: list[Event], using: str) -> None:
     about a millisecond per row to build.)"""
     connection = connections[using]
     quote = connection.ops.quote_name
-    key = cast(Field[Any, Any], Event._meta.get_field("id"))
-    fields = [cast(Field[Any, Any], Event._meta.get_field(name)) for name in ERASED_FIELDS]
+    key = cast("Field[Any, Any]", Event._meta.get_field("id"))
+    fields = [cast("Field[Any, Any]", Event._meta.get_field(name)) for name in ERASED_FIELDS]
     table = quote(Event._meta.db_table)
     values = [
         [key.get_db_prep_save(event.pk, connection)]
