@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -73,7 +74,11 @@ def test_a_frozen_connection_keeps_its_close_from_the_other_end():
         server, _ = listener.accept()
         server.settimeout(0.5)
 
-        proxy.freeze()
+        # The proxy adds the link just after its upstream connection is accepted.
+        deadline = time.monotonic() + 5
+        while proxy.freeze() != 1:
+            assert time.monotonic() < deadline, "the proxy never carried the connection"
+            time.sleep(0.01)
         client.close()
         with pytest.raises(TimeoutError):
             server.recv(1024)  # no end-of-file: the server does not hear of the close
